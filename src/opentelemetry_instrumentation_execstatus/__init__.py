@@ -1,0 +1,85 @@
+"""OpenTelemetry instrumentation for pipeline and workflow orchestrators.
+
+Usage::
+
+    from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor
+
+    ExecStatusInstrumentor().instrument()  # global providers, or pass tracer_/meter_provider
+
+or, with no code at all, ``opentelemetry-instrument python my_pipeline.py``.
+
+Each orchestrator adapter is enabled when its framework is importable and patches it when it is
+imported, so ``instrument()`` itself imports no orchestrator. Orchestrators we don't patch report
+through the public API in ``opentelemetry_instrumentation_execstatus.api``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+
+from opentelemetry_instrumentation_execstatus import telemetry
+from opentelemetry_instrumentation_execstatus.adapters import all_adapters
+from opentelemetry_instrumentation_execstatus.config import ExecStatusConfig
+from opentelemetry_instrumentation_execstatus.package import _instruments
+from opentelemetry_instrumentation_execstatus.patching import Patcher
+from opentelemetry_instrumentation_execstatus.telemetry import Telemetry
+from opentelemetry_instrumentation_execstatus.version import __version__
+
+_LOG = logging.getLogger(__name__)
+
+ENTRY_POINT_NAME = "execstatus"
+
+
+class ExecStatusInstrumentor(BaseInstrumentor):
+    """Instruments every installed orchestrator that has an adapter.
+
+    ``instrument(tracer_provider=None, meter_provider=None, **options)``: the providers default
+    to the global ones; ``options`` are those of ``ExecStatusConfig`` (also readable from
+    ``OTEL_PYTHON_EXECSTATUS_*`` environment variables).
+    """
+
+    _patcher: Patcher | None = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments
+
+    def _instrument(self, **kwargs: Any) -> None:
+        if _disabled_by_environment():
+            return
+        config = ExecStatusConfig.load(kwargs)
+        live = Telemetry.create(config, kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
+        adapters = [
+            adapter_cls(live)
+            for adapter_cls in all_adapters()
+            if (config.orchestrators is None or adapter_cls.name in config.orchestrators)
+            and adapter_cls.is_available()
+        ]
+        telemetry.activate(live)
+        self._patcher = Patcher([patch for adapter in adapters for patch in adapter.patches()])
+        self._patcher.start()
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        if self._patcher is not None:
+            self._patcher.stop()
+            self._patcher = None
+        telemetry.activate(None)
+
+
+def _disabled_by_environment() -> bool:
+    """OTEL_SDK_DISABLED, or this instrumentation listed in OTEL_PYTHON_DISABLED_INSTRUMENTATIONS.
+
+    ``opentelemetry-instrument`` already skips a disabled entry point; checking here too makes
+    an explicit ``instrument()`` call honour the same switch.
+    """
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return True
+    disabled = os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
+    return ENTRY_POINT_NAME in {name.strip() for name in disabled.split(",")}
+
+
+__all__ = ["ExecStatusInstrumentor", "__version__"]

@@ -1,0 +1,46 @@
+"""One adapter per orchestrator: where to hook it and how its statuses map to ours.
+
+Adapters translate framework events into calls on the core (``StatusTracker.transition`` and
+``WorkerRecorder``); they never build telemetry themselves. Like botocore's ``extensions/`` in
+opentelemetry-python-contrib, each lives in its own module and is listed here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from opentelemetry_instrumentation_execstatus.patching import Patch
+from opentelemetry_instrumentation_execstatus.telemetry import Telemetry
+
+
+class Adapter(ABC):
+    """Knows one orchestrator (or one API line of it)."""
+
+    name: ClassVar[str]
+    """The orchestrator's short name: the ``orchestrators`` option selects adapters by it."""
+
+    top_module: ClassVar[str]
+    """The framework's top-level module; the adapter is enabled only when it is importable."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+
+    @classmethod
+    def is_available(cls) -> bool:
+        # find_spec on a top-level name locates the package without importing it.
+        return importlib.util.find_spec(cls.top_module) is not None
+
+    @abstractmethod
+    def patches(self) -> list[Patch]:
+        """What to wrap; each patch is applied when its module is imported."""
+
+
+def all_adapters() -> list[type[Adapter]]:
+    from opentelemetry_instrumentation_execstatus.adapters.routilux import RoutiluxAdapter
+    from opentelemetry_instrumentation_execstatus.adapters.routilux_legacy import (
+        RoutiluxLegacyAdapter,
+    )
+
+    return [RoutiluxAdapter, RoutiluxLegacyAdapter]

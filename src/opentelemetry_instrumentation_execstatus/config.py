@@ -1,0 +1,92 @@
+"""Options of the instrumentation, from ``instrument()`` keyword arguments or environment.
+
+Every option has one name, used as-is for the keyword argument and upper-cased with the
+``OTEL_PYTHON_EXECSTATUS_`` prefix for the environment variable. A keyword argument wins over
+the environment, which wins over the default. The README's configuration table lists them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+_LOG = logging.getLogger(__name__)
+
+ENV_PREFIX = "OTEL_PYTHON_EXECSTATUS_"
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True)
+class ExecStatusConfig:
+    """The instrumentation's options; see the README's configuration table."""
+
+    orchestrators: frozenset[str] | None = None
+    """Adapters to enable by name (e.g. ``routilux``); None enables every available one."""
+
+    names_on_metrics: bool = True
+    """Put ``cicd.pipeline.name`` / ``cicd.pipeline.task.name`` on metric attributes."""
+
+    name_cardinality_limit: int = 200
+    """Distinct pipeline (and, separately, task) names on metrics before ``_OTHER``."""
+
+    max_in_flight: int = 10_000
+    """Executions tracked at once; beyond it the oldest is ended as ``unknown``."""
+
+    item_spans: bool = False
+    """Emit a span per data item (off by default: there can be millions)."""
+
+    @classmethod
+    def load(cls, options: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> ExecStatusConfig:
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            if field.name in options and options[field.name] is not None:
+                raw: Any = options[field.name]
+            else:
+                raw = environ.get(ENV_PREFIX + field.name.upper())
+                if raw is None or not str(raw).strip():
+                    continue
+            parsed = _PARSERS[field.name](raw)
+            if parsed is None:
+                _LOG.warning("ignoring invalid execstatus option %s=%r", field.name, raw)
+                continue
+            values[field.name] = parsed
+        return cls(**values)
+
+
+def _parse_bool(raw: Any) -> bool | None:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    return None
+
+
+def _parse_positive_int(raw: Any) -> int | None:
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
+def _parse_names(raw: Any) -> frozenset[str] | None:
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    names = frozenset(str(item).strip().lower() for item in items if str(item).strip())
+    return names or None
+
+
+_PARSERS = {
+    "orchestrators": _parse_names,
+    "names_on_metrics": _parse_bool,
+    "name_cardinality_limit": _parse_positive_int,
+    "max_in_flight": _parse_positive_int,
+    "item_spans": _parse_bool,
+}

@@ -1,0 +1,52 @@
+"""The metric instruments, created once per ``instrument()`` from the user's meter."""
+
+from __future__ import annotations
+
+from opentelemetry.metrics import Meter
+
+from opentelemetry_instrumentation_execstatus import semconv
+from opentelemetry_instrumentation_execstatus.semconv import MetricUnit
+
+
+class Instruments:
+    """Every instrument of the telemetry contract, by role."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.status_transition_duration = meter.create_histogram(
+            semconv.STATUS_TRANSITION_DURATION,
+            unit=MetricUnit.SECONDS.value,
+            description="Time an execution spent in its previous status, recorded at each "
+            "change of canonical status.",
+            explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS_SECONDS),
+        )
+        self.active_executions = meter.create_up_down_counter(
+            semconv.ACTIVE_EXECUTIONS,
+            unit=MetricUnit.EXECUTION.value,
+            description="Executions in flight, by their current (non-final) status.",
+        )
+        self.worker_spawns = meter.create_counter(
+            semconv.WORKER_SPAWNS,
+            unit=MetricUnit.SPAWN.value,
+            description="Worker spawn attempts, by outcome and failure reason.",
+        )
+        self.worker_health_checks = meter.create_counter(
+            semconv.WORKER_HEALTH_CHECKS,
+            unit=MetricUnit.CHECK.value,
+            description="Completed worker health checks, by result.",
+        )
+        self.worker_drains = meter.create_counter(
+            semconv.WORKER_DRAINS,
+            unit=MetricUnit.DRAIN.value,
+            description="Worker drains, by outcome.",
+        )
+        self.worker_drain_duration = meter.create_histogram(
+            semconv.WORKER_DRAIN_DURATION,
+            unit=MetricUnit.SECONDS.value,
+            description="Time a worker drain took, recorded only when the drain completed.",
+            explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS_SECONDS),
+        )
+        self.worker_count = meter.create_up_down_counter(
+            semconv.WORKER_COUNT,
+            unit=MetricUnit.WORKER.value,
+            description="Workers known to the orchestrator, by state.",
+        )

@@ -1,0 +1,114 @@
+"""Applying wrapt patches when their module is imported, and removing exactly those.
+
+``instrument()`` must import no orchestrator, so each patch waits for its module with a wrapt
+post-import hook (run at once when the module is already loaded). wrapt cannot unregister such
+hooks, so one dispatcher per module name is registered for the life of the process and forwards
+to whichever ``Patcher`` is active; after ``uninstrument()`` it forwards to nobody.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable
+
+import wrapt
+from opentelemetry.instrumentation.utils import unwrap
+
+from opentelemetry_instrumentation_execstatus.safety import report_internal_error
+
+_LOG = logging.getLogger(__name__)
+
+Wrapper = Callable[[Callable[..., Any], Any, tuple, dict], Any]
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Wrap ``module:target`` (``"function"`` or ``"Class.method"``) with ``wrapper``."""
+
+    module: str
+    target: str
+    wrapper: Wrapper
+
+
+class Patcher:
+    """Owns one set of patches: applies each when its module loads, removes all on ``stop``."""
+
+    def __init__(self, patches: list[Patch]) -> None:
+        self._patches = patches
+        self._applied: list[tuple[Any, str]] = []
+        self._lock = threading.Lock()
+        self._active = False
+
+    def start(self) -> None:
+        global _active_patcher
+        self._active = True
+        _active_patcher = self
+        for module_name in dict.fromkeys(patch.module for patch in self._patches):
+            _listen(module_name)
+
+    def stop(self) -> None:
+        global _active_patcher
+        with self._lock:
+            self._active = False
+            applied, self._applied = self._applied, []
+        if _active_patcher is self:
+            _active_patcher = None
+        for owner, attribute in reversed(applied):
+            unwrap(owner, attribute)
+
+    def _on_import(self, module: ModuleType) -> None:
+        for patch in self._patches:
+            if patch.module != module.__name__:
+                continue
+            with self._lock:
+                if not self._active:
+                    return
+                try:
+                    owner, attribute = _resolve(module, patch.target)
+                    if isinstance(owner.__dict__.get(attribute), wrapt.ObjectProxy):
+                        continue  # already wrapped (by us in an earlier life, or by another tool)
+                    wrapt.wrap_function_wrapper(owner, attribute, patch.wrapper)
+                except Exception:
+                    report_internal_error(f"patching {patch.module}:{patch.target}")
+                    continue
+                self._applied.append((owner, attribute))
+
+    def applied_targets(self) -> list[str]:
+        return [f"{getattr(owner, '__name__', owner)}.{name}" for owner, name in self._applied]
+
+
+def _resolve(module: ModuleType, target: str) -> tuple[Any, str]:
+    owner: Any = module
+    *path, attribute = target.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    if attribute not in owner.__dict__:
+        raise AttributeError(f"{module.__name__}:{target} not found")
+    return owner, attribute
+
+
+_active_patcher: Patcher | None = None
+_listening: set[str] = set()
+_listening_lock = threading.Lock()
+
+
+def _listen(module_name: str) -> None:
+    with _listening_lock:
+        first = module_name not in _listening
+        _listening.add(module_name)
+    if first:
+        wrapt.register_post_import_hook(_dispatch, module_name)
+    else:
+        module = sys.modules.get(module_name)
+        if module is not None:
+            _dispatch(module)
+
+
+def _dispatch(module: ModuleType) -> None:
+    patcher = _active_patcher
+    if patcher is not None:
+        patcher._on_import(module)

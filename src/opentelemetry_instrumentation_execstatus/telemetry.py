@@ -1,0 +1,61 @@
+"""The live telemetry of the instrumentation: tracker, worker recorder and options.
+
+One instance exists between ``instrument()`` and ``uninstrument()``; adapters receive it, and
+the public API finds it here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opentelemetry import metrics, trace
+
+from opentelemetry_instrumentation_execstatus.config import ExecStatusConfig
+from opentelemetry_instrumentation_execstatus.instruments import Instruments
+from opentelemetry_instrumentation_execstatus.tracker import StatusTracker
+from opentelemetry_instrumentation_execstatus.version import __version__
+from opentelemetry_instrumentation_execstatus.workers import WorkerRecorder
+
+INSTRUMENTATION_NAME = "opentelemetry_instrumentation_execstatus"
+SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    config: ExecStatusConfig
+    tracker: StatusTracker
+    workers: WorkerRecorder
+
+    @classmethod
+    def create(
+        cls,
+        config: ExecStatusConfig,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+    ) -> Telemetry:
+        tracer = trace.get_tracer(
+            INSTRUMENTATION_NAME, __version__, tracer_provider, schema_url=SCHEMA_URL
+        )
+        meter = metrics.get_meter(
+            INSTRUMENTATION_NAME, __version__, meter_provider, schema_url=SCHEMA_URL
+        )
+        instruments = Instruments(meter)
+        return cls(
+            config=config,
+            tracker=StatusTracker(tracer, instruments, config),
+            workers=WorkerRecorder(instruments, max_workers=config.max_in_flight),
+        )
+
+
+_current: Telemetry | None = None
+
+
+def current() -> Telemetry | None:
+    """The active telemetry, or None when the instrumentation is not on."""
+    return _current
+
+
+def activate(telemetry: Telemetry | None) -> None:
+    global _current
+    _current = telemetry
+

@@ -1,0 +1,462 @@
+"""The status tracker: the one function every status change of every orchestrator goes through.
+
+Like seed 000's ``_transition_execution_status()``, ``StatusTracker.transition`` is told "this
+execution is now in status X" and does all the telemetry: it keeps the execution's current
+status and since-when only while the execution is in flight, records the time spent in the
+previous status on ``execution.status_transition.duration`` (inside the execution's span
+context, so exemplars lead to the trace), keeps ``execution.active`` right, and starts, annotates
+and ends the execution's span.
+
+Concurrency: a global lock guards only the in-flight table (cheap dict operations); each
+execution has its own lock, held while its own telemetry is emitted, so SDK calls of different
+executions never wait for each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Hashable
+from functools import lru_cache
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+
+from opentelemetry_instrumentation_execstatus import clock, semconv
+from opentelemetry_instrumentation_execstatus.config import ExecStatusConfig
+from opentelemetry_instrumentation_execstatus.instruments import Instruments
+from opentelemetry_instrumentation_execstatus.normalize import (
+    NameLimiter,
+    clamp_seconds,
+    clean_text,
+    to_enum,
+    to_status,
+)
+from opentelemetry_instrumentation_execstatus.safety import guarded
+from opentelemetry_instrumentation_execstatus.semconv import (
+    CICD_RESULT_BY_STATUS,
+    ExecutionLevel,
+    ExecutionStatus,
+    Orchestrator,
+)
+
+_LOG = logging.getLogger(__name__)
+
+class _Execution:
+    """What is known of one execution while it is in flight."""
+
+    __slots__ = (
+        "attempt",
+        "context",
+        "level",
+        "lock",
+        "metric_pipeline",
+        "metric_task",
+        "name",
+        "orchestrator",
+        "pipeline_name",
+        "run_id",
+        "since_ns",
+        "span",
+        "status",
+    )
+
+    def __init__(
+        self,
+        orchestrator: Orchestrator,
+        level: ExecutionLevel,
+        name: str | None,
+        pipeline_name: str | None,
+        run_id: str | None,
+        attempt: int | None,
+    ) -> None:
+        self.lock = threading.Lock()
+        self.orchestrator = orchestrator
+        self.level = level
+        self.name = name
+        self.pipeline_name = pipeline_name
+        self.run_id = run_id
+        self.attempt = attempt
+        self.status: ExecutionStatus | None = None  # None until its first status is emitted
+        self.since_ns = 0
+        self.span: Span | None = None
+        self.context: Context | None = None  # the span's context, for children and exemplars
+        self.metric_pipeline: str | None = None
+        self.metric_task: str | None = None
+
+
+@lru_cache(maxsize=8192)
+def _transition_attributes(
+    orchestrator: Orchestrator,
+    level: ExecutionLevel,
+    pipeline: str | None,
+    task: str | None,
+    previous: ExecutionStatus,
+    current: ExecutionStatus,
+) -> dict[str, str]:
+    """One shared attribute dict per label combination, so no dict is built per record."""
+    attributes = {
+        semconv.EXECUTION_STATUS_FROM: previous.value,
+        semconv.EXECUTION_STATUS_TO: current.value,
+        semconv.EXECUTION_ORCHESTRATOR: orchestrator.value,
+        semconv.EXECUTION_LEVEL: level.value,
+    }
+    if pipeline is not None:
+        attributes[semconv.CICD_PIPELINE_NAME] = pipeline
+    if task is not None:
+        attributes[semconv.CICD_PIPELINE_TASK_NAME] = task
+    return attributes
+
+
+@lru_cache(maxsize=1024)
+def _active_attributes(
+    orchestrator: Orchestrator, level: ExecutionLevel, status: ExecutionStatus
+) -> dict[str, str]:
+    return {
+        semconv.EXECUTION_STATUS: status.value,
+        semconv.EXECUTION_ORCHESTRATOR: orchestrator.value,
+        semconv.EXECUTION_LEVEL: level.value,
+    }
+
+
+@lru_cache(maxsize=256)
+def _status_change_attributes(
+    previous: ExecutionStatus | None, current: ExecutionStatus
+) -> dict[str, str]:
+    attributes = {semconv.EXECUTION_STATUS_TO: current.value}
+    if previous is not None:
+        attributes[semconv.EXECUTION_STATUS_FROM] = previous.value
+    return attributes
+
+
+def error_type_of(error: Any) -> str | None:
+    """``error.type``: an exception's qualified class name, or the given type string."""
+    if isinstance(error, BaseException):
+        cls = type(error)
+        if cls.__module__ in ("builtins", "__main__"):
+            return cls.__qualname__
+        return f"{cls.__module__}.{cls.__qualname__}"
+    return clean_text(error)
+
+
+class StatusTracker:
+    """Per-execution state and all execution telemetry (spans, histogram, active gauge)."""
+
+    def __init__(self, tracer: Tracer, instruments: Instruments, config: ExecStatusConfig) -> None:
+        self._tracer = tracer
+        self._duration = instruments.status_transition_duration
+        self._active = instruments.active_executions
+        self._config = config
+        self._pipeline_names = NameLimiter(config.name_cardinality_limit)
+        self._task_names = NameLimiter(config.name_cardinality_limit)
+        self._lock = threading.Lock()
+        self._in_flight: dict[Hashable, _Execution] = {}
+        # Keys of recently ended executions, so a late or duplicate event for one of them is
+        # dropped instead of starting a second, empty span. Bounded like the in-flight table.
+        self._ended: dict[Hashable, None] = {}
+        self._eviction_logged = False
+        _TRACKERS.add(self)
+
+    # -- queries -------------------------------------------------------------------------
+
+    def in_flight_count(self) -> int:
+        """How many executions are being tracked right now (for tests and benchmarks)."""
+        return len(self._in_flight)
+
+    def status_of(self, key: Hashable) -> ExecutionStatus | None:
+        """The current canonical status of an in-flight execution, or None."""
+        execution = self._in_flight.get(key)
+        return None if execution is None else execution.status
+
+    def context_of(self, key: Hashable) -> Context | None:
+        """The span context of an in-flight execution, to parent work the tracker doesn't see."""
+        execution = self._in_flight.get(key)
+        if execution is None:
+            return None
+        with execution.lock:
+            return execution.context
+
+    # -- the transition function -----------------------------------------------------------
+
+    @guarded
+    def transition(
+        self,
+        key: Hashable,
+        status: Any,
+        *,
+        orchestrator: Orchestrator,
+        level: ExecutionLevel,
+        name: str | None = None,
+        pipeline_name: str | None = None,
+        parent_key: Hashable | None = None,
+        parent_context: Context | None = None,
+        run_id: Any = None,
+        attempt: int | None = None,
+        timestamp: clock.Timestamp | None = None,
+        error: Any = None,
+    ) -> None:
+        """Record that execution ``key`` is now in ``status``.
+
+        ``key`` identifies the execution among all orchestrators (adapters prefix theirs).
+        Identity arguments (name, parent, run id...) are read on the first observed status
+        only. ``status`` is a canonical status or its string; anything else is ``unknown``.
+        ``timestamp`` is the orchestrator's own time of the change, when it has one.
+        ``error`` (an exception or an error type name) is reported on a failed final status.
+        """
+        if not is_instrumentation_enabled():
+            return
+        current = to_status(status)
+        at_ns = clock.now_ns() if timestamp is None else clock.from_timestamp(timestamp)
+
+        execution, evicted = self._lookup_or_create(
+            key, orchestrator, level, name, pipeline_name, parent_key, run_id, attempt
+        )
+        for old in evicted:
+            self._end_evicted(old, at_ns)
+        if execution is None:
+            return
+        # Read outside this execution's lock: parent and child locks are never held together.
+        if execution.status is None:
+            inherited_context = parent_context or self._parent_context(parent_key)
+        else:
+            inherited_context = None
+
+        with execution.lock:
+            previous = execution.status
+            if previous is not None and (previous is current or previous.is_final):
+                return  # same canonical status, or a late event after the end
+            if previous is None:
+                self._begin(execution, current, at_ns, inherited_context)
+            else:
+                self._change(execution, previous, current, at_ns)
+            if current.is_final:
+                self._finish(execution, current, at_ns, error)
+        if current.is_final:
+            with self._lock:
+                if self._in_flight.get(key) is execution:
+                    del self._in_flight[key]
+                self._remember_ended(key)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _lookup_or_create(
+        self,
+        key: Hashable,
+        orchestrator: Orchestrator,
+        level: ExecutionLevel,
+        name: str | None,
+        pipeline_name: str | None,
+        parent_key: Hashable | None,
+        run_id: Any,
+        attempt: int | None,
+    ) -> tuple[_Execution | None, list[_Execution]]:
+        with self._lock:
+            execution = self._in_flight.get(key)
+            if execution is not None:
+                return execution, []
+            if key in self._ended:
+                return None, []
+        # Build outside the lock; a racing creator for the same key wins below.
+        parent = self._in_flight.get(parent_key) if parent_key is not None else None
+        pipeline = clean_text(pipeline_name)
+        if pipeline is None and parent is not None:
+            pipeline = parent.pipeline_name
+        fresh = _Execution(
+            to_enum(Orchestrator, orchestrator, Orchestrator.UNKNOWN),
+            to_enum(ExecutionLevel, level, ExecutionLevel.STEP),
+            clean_text(name),
+            pipeline,
+            clean_text(run_id),
+            attempt if isinstance(attempt, int) and attempt > 0 else None,
+        )
+        if self._config.names_on_metrics:
+            fresh.metric_pipeline = self._pipeline_names.admit(pipeline)
+            if fresh.level is not ExecutionLevel.PIPELINE:
+                fresh.metric_task = self._task_names.admit(fresh.name)
+        evicted: list[_Execution] = []
+        with self._lock:
+            existing = self._in_flight.get(key)
+            if existing is not None:
+                return existing, []
+            if key in self._ended:
+                return None, []
+            self._in_flight[key] = fresh
+            while len(self._in_flight) > self._config.max_in_flight:
+                oldest = next(iter(self._in_flight))
+                evicted.append(self._in_flight.pop(oldest))
+                self._remember_ended(oldest)
+        return fresh, evicted
+
+    def _parent_context(self, parent_key: Hashable | None) -> Context | None:
+        """A new execution's parent span context; None means the current context."""
+        return None if parent_key is None else self.context_of(parent_key)
+
+    def _remember_ended(self, key: Hashable) -> None:
+        # Called with self._lock held.
+        self._ended[key] = None
+        if len(self._ended) > self._config.max_in_flight:
+            del self._ended[next(iter(self._ended))]
+
+    def _wants_span(self, level: ExecutionLevel) -> bool:
+        return level is not ExecutionLevel.ITEM or self._config.item_spans
+
+    def _begin(
+        self,
+        execution: _Execution,
+        current: ExecutionStatus,
+        at_ns: int,
+        parent_context: Context | None,
+    ) -> None:
+        execution.status = current
+        execution.since_ns = at_ns
+        if self._wants_span(execution.level):
+            span = self._tracer.start_span(
+                _span_name(execution),
+                context=parent_context,
+                kind=SpanKind.INTERNAL,
+                attributes=_start_attributes(execution),
+                start_time=clock.to_wall_ns(at_ns),
+            )
+            execution.span = span
+            # Kept even for a sampled-out span, so children inherit the sampling decision.
+            execution.context = trace.set_span_in_context(span, parent_context)
+            if span.is_recording():
+                span.add_event(
+                    semconv.STATUS_CHANGE_EVENT,
+                    _status_change_attributes(None, current),
+                    timestamp=clock.to_wall_ns(at_ns),
+                )
+        else:
+            execution.context = parent_context
+        if not current.is_final:
+            self._active.add(
+                1, _active_attributes(execution.orchestrator, execution.level, current)
+            )
+
+    def _change(
+        self,
+        execution: _Execution,
+        previous: ExecutionStatus,
+        current: ExecutionStatus,
+        at_ns: int,
+    ) -> None:
+        seconds = clamp_seconds((at_ns - execution.since_ns) / 1e9)
+        execution.status = current
+        execution.since_ns = at_ns
+        self._duration.record(
+            seconds,
+            _transition_attributes(
+                execution.orchestrator,
+                execution.level,
+                execution.metric_pipeline,
+                execution.metric_task,
+                previous,
+                current,
+            ),
+            context=execution.context,
+        )
+        self._active.add(-1, _active_attributes(execution.orchestrator, execution.level, previous))
+        if not current.is_final:
+            self._active.add(
+                1, _active_attributes(execution.orchestrator, execution.level, current)
+            )
+        span = execution.span
+        if span is not None and span.is_recording():
+            span.add_event(
+                semconv.STATUS_CHANGE_EVENT,
+                _status_change_attributes(previous, current),
+                timestamp=clock.to_wall_ns(at_ns),
+            )
+
+    def _finish(
+        self, execution: _Execution, final: ExecutionStatus, at_ns: int, error: Any
+    ) -> None:
+        span = execution.span
+        if span is None:
+            return
+        if span.is_recording():
+            result_key = (
+                semconv.CICD_PIPELINE_RESULT
+                if execution.level is ExecutionLevel.PIPELINE
+                else semconv.CICD_PIPELINE_TASK_RUN_RESULT
+            )
+            span.set_attribute(semconv.EXECUTION_STATUS, final.value)
+            span.set_attribute(semconv.EXECUTION_CACHED, final is ExecutionStatus.CACHED)
+            result = CICD_RESULT_BY_STATUS.get(final)
+            if result is not None:
+                span.set_attribute(result_key, result.value)
+            if final.is_error:
+                error_type = error_type_of(error) or final.value
+                span.set_attribute(semconv.ERROR_TYPE, error_type)
+                if isinstance(error, BaseException):
+                    span.record_exception(error, timestamp=clock.to_wall_ns(at_ns))
+                span.set_status(Status(StatusCode.ERROR, error_type))
+        span.end(end_time=clock.to_wall_ns(at_ns))
+
+    def _end_evicted(self, execution: _Execution, at_ns: int) -> None:
+        """End an execution pushed out by the in-flight cap: its span closes as ``unknown``."""
+        if not self._eviction_logged:
+            self._eviction_logged = True
+            _LOG.warning(
+                "execstatus: more than %d executions in flight; ending the oldest as 'unknown' "
+                "(raise max_in_flight if this is expected)",
+                self._config.max_in_flight,
+            )
+        with execution.lock:
+            previous = execution.status
+            if previous is None or previous.is_final:
+                return
+            execution.status = ExecutionStatus.UNKNOWN
+            self._active.add(-1, _active_attributes(execution.orchestrator, execution.level, previous))
+            self._finish(execution, ExecutionStatus.UNKNOWN, at_ns, None)
+
+    def _forget_all(self) -> None:
+        """Drop every in-flight execution without emitting (a forked child owns none of them)."""
+        self._lock = threading.Lock()
+        self._in_flight = {}
+        self._ended = {}
+
+
+def _span_name(execution: _Execution) -> str:
+    if execution.level is ExecutionLevel.PIPELINE:
+        return f"RUN {execution.pipeline_name or execution.name or 'pipeline'}"
+    return execution.name or execution.level.value
+
+
+def _start_attributes(execution: _Execution) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        semconv.EXECUTION_ORCHESTRATOR: execution.orchestrator.value,
+        semconv.EXECUTION_LEVEL: execution.level.value,
+    }
+    if execution.pipeline_name is not None:
+        attributes[semconv.CICD_PIPELINE_NAME] = execution.pipeline_name
+    if execution.level is ExecutionLevel.PIPELINE:
+        if execution.run_id is not None:
+            attributes[semconv.CICD_PIPELINE_RUN_ID] = execution.run_id
+    else:
+        if execution.name is not None:
+            attributes[semconv.CICD_PIPELINE_TASK_NAME] = execution.name
+        if execution.run_id is not None:
+            attributes[semconv.CICD_PIPELINE_TASK_RUN_ID] = execution.run_id
+    if execution.attempt is not None:
+        attributes[semconv.EXECUTION_ATTEMPT] = execution.attempt
+    return attributes
+
+
+# Every live tracker, so a forked child can drop the parent's in-flight executions: their
+# spans belong to the parent process, which will end them.
+_TRACKERS: weakref.WeakSet[StatusTracker] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for tracker in list(_TRACKERS):
+        tracker._forget_all()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
