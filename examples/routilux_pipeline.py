@@ -96,15 +96,19 @@ def build_flow(flow_id: str = "nightly_etl") -> Flow:
     return flow
 
 
-def main(jobs: int = 1) -> None:
-    build_flow()
+def run(jobs: int = 1, flow_id: str = "nightly_etl") -> list[str]:
+    """Post ``jobs`` jobs, wait for their terminal routines, shut down; return the job ids."""
+    build_flow(flow_id)
     with Runtime(thread_pool_size=4) as runtime:
-        for _ in range(jobs):
-            runtime.post("nightly_etl", "extract", "trigger", {"go": True})
+        job_ids = [
+            runtime.post(flow_id, "extract", "trigger", {"go": True})[1].job_id
+            for _ in range(jobs)
+        ]
         for _ in range(jobs * TERMINAL_ROUTINES):
             if not FINISHED.acquire(timeout=30):
                 raise TimeoutError("the pipeline did not finish within 30 s")
+    return job_ids
 
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -12,13 +12,23 @@ import time
 from datetime import datetime, timezone
 from typing import Union
 
-Timestamp = Union[datetime, float, int]
-"""An orchestrator-supplied instant: an aware or naive (local) datetime, or epoch seconds."""
+
+
+class Instant(int):
+    """A monotonic instant in nanoseconds, as taken by ``now()`` (an adapter's own reading)."""
+
+
+Timestamp = Union[Instant, datetime, float, int]
+"""When a change happened: an ``Instant``, an aware or naive (local) datetime, or epoch seconds."""
 
 _ANCHOR_MONO_NS = time.monotonic_ns()
 _ANCHOR_WALL_NS = time.time_ns()
 
 now_ns = time.monotonic_ns
+
+
+def now() -> Instant:
+    return Instant(time.monotonic_ns())
 
 
 def to_wall_ns(mono_ns: int) -> int:
@@ -27,7 +37,9 @@ def to_wall_ns(mono_ns: int) -> int:
 
 
 def from_timestamp(timestamp: Timestamp) -> int:
-    """Monotonic nanoseconds for an orchestrator's wall-clock timestamp."""
+    """Monotonic nanoseconds for a timestamp (an Instant already is one)."""
+    if isinstance(timestamp, Instant):
+        return int(timestamp)
     if isinstance(timestamp, datetime):
         if timestamp.tzinfo is None:
             timestamp = timestamp.astimezone()  # naive: local time, as datetime.now() gives

@@ -69,8 +69,8 @@ class Patcher:
                     return
                 try:
                     owner, attribute = _resolve(module, patch.target)
-                    if isinstance(owner.__dict__.get(attribute), wrapt.ObjectProxy):
-                        continue  # already wrapped (by us in an earlier life, or by another tool)
+                    if (owner, attribute) in self._applied:
+                        continue
                     wrapt.wrap_function_wrapper(owner, attribute, patch.wrapper)
                 except Exception:
                     report_internal_error(f"patching {patch.module}:{patch.target}")

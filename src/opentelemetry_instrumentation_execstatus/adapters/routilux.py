@@ -65,7 +65,7 @@ class _JobLedger:
     worker_id: str
     running_steps: int = 0
     failed: bool = False
-    last_step_end_ns: int | None = None
+    last_step_end: clock.Instant | None = None
     worker_stopped: bool = False  # then the job ends as soon as its running steps have
 
 
@@ -203,18 +203,19 @@ class RoutiluxAdapter(Adapter):
         if step is None:
             return
         step_key, job_id, worker_id = step
-        ended_ns = clock.now_ns()
+        ended = clock.now()
         status = ExecutionStatus.SUCCEEDED if error is None else ExecutionStatus.FAILED
         self._tracker.transition(
-            step_key, status, orchestrator=ROUTILUX, level=ExecutionLevel.STEP, error=error
-        )
+            step_key, status,
+            orchestrator=ROUTILUX, level=ExecutionLevel.STEP, timestamp=ended, error=error,
+        )  # fmt: skip
         unfinished_job = None
         with self._lock:
             ledger = self._jobs.get(job_id) if job_id else None
             if ledger is not None:
                 ledger.running_steps = max(0, ledger.running_steps - 1)
                 ledger.failed = ledger.failed or error is not None
-                ledger.last_step_end_ns = ended_ns
+                ledger.last_step_end = ended
                 if ledger.worker_stopped and ledger.running_steps == 0:
                     unfinished_job = self._jobs.pop(job_id)
             worker = self._worker_ledgers.get(worker_id)
@@ -287,16 +288,14 @@ class RoutiluxAdapter(Adapter):
         )
 
     def _end_unfinished_job(self, job_id: str, ledger: _JobLedger) -> None:
-        finished_work = ledger.running_steps == 0 and ledger.last_step_end_ns is not None
+        finished_work = ledger.running_steps == 0 and ledger.last_step_end is not None
         if ledger.failed:
             status = ExecutionStatus.FAILED
         elif finished_work:
             status = ExecutionStatus.SUCCEEDED
         else:
             status = ExecutionStatus.CANCELLED
-        timestamp = None
-        if finished_work and ledger.last_step_end_ns is not None:
-            timestamp = clock.to_wall_ns(ledger.last_step_end_ns) / 1e9
+        timestamp = ledger.last_step_end if finished_work else None
         self._tracker.transition(
             _job_key(job_id), status,
             orchestrator=ROUTILUX, level=ExecutionLevel.PIPELINE, timestamp=timestamp,

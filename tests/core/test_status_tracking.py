@@ -1,0 +1,262 @@
+"""The core's transition function, driven through the public API (no orchestrator needed)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.trace import StatusCode
+
+from opentelemetry_instrumentation_execstatus import api, telemetry
+
+
+def test_pipeline_and_step_spans_with_status_events_and_parentage(instrument):
+    otel = instrument()
+    api.report_status("run-1", "queued", level="pipeline", pipeline="nightly")
+    api.report_status("run-1", "running")
+    api.report_status("run-1/load", "running", name="load", parent_id="run-1")
+    api.report_status("run-1/load", "succeeded")
+    api.report_status("run-1", "succeeded")
+
+    run, load = otel.span("RUN nightly"), otel.span("load")
+    assert load.parent is not None and load.parent.span_id == run.context.span_id
+    assert load.context.trace_id == run.context.trace_id
+    assert run.parent is None
+    assert dict(run.attributes) == {
+        "execution.orchestrator": "api",
+        "execution.level": "pipeline",
+        "cicd.pipeline.name": "nightly",
+        "cicd.pipeline.run.id": "run-1",
+        "execution.status": "succeeded",
+        "execution.cached": False,
+        "cicd.pipeline.result": "success",
+    }
+    assert load.attributes["cicd.pipeline.task.name"] == "load"
+    assert load.attributes["cicd.pipeline.name"] == "nightly"  # inherited from the parent
+    assert load.attributes["cicd.pipeline.task.run.result"] == "success"
+    assert run.status.status_code is StatusCode.UNSET
+    assert [
+        (e.name, e.attributes.get("execution.status.from"), e.attributes["execution.status.to"])
+        for e in run.events
+    ] == [
+        ("execution.status_change", None, "queued"),
+        ("execution.status_change", "queued", "running"),
+        ("execution.status_change", "running", "succeeded"),
+    ]
+
+
+def test_histogram_records_time_in_previous_status_with_its_labels(instrument):
+    otel = instrument()
+    start = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+    api.report_status("r", "queued", level="pipeline", pipeline="etl", timestamp=start)
+    api.report_status("r", "running", timestamp=start + timedelta(seconds=90))
+    api.report_status("r", "failed", timestamp=start + timedelta(seconds=100), error="Timeout")
+
+    metric, scope = otel.metric("execution.status_transition.duration")
+    assert metric.unit == "s"
+    assert scope.name == "opentelemetry_instrumentation_execstatus"
+    assert scope.schema_url.startswith("https://opentelemetry.io/schemas/")
+    points = otel.transitions(execution_level="pipeline")
+    assert set(points) == {("queued", "running"), ("running", "failed")}
+    queued = points[("queued", "running")]
+    assert queued.count == 1
+    assert queued.sum == pytest.approx(90.0, abs=1e-3)
+    assert dict(queued.attributes) == {
+        "execution.status.from": "queued",
+        "execution.status.to": "running",
+        "execution.orchestrator": "api",
+        "execution.level": "pipeline",
+        "cicd.pipeline.name": "etl",
+    }
+    assert points[("running", "failed")].sum == pytest.approx(10.0, abs=1e-3)
+    assert queued.explicit_bounds[0] == 0.001 and queued.explicit_bounds[-1] == 86400.0
+    span = otel.span("RUN etl")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["error.type"] == "Timeout"
+    assert span.attributes["cicd.pipeline.result"] == "failure"
+    assert (span.end_time - span.start_time) == pytest.approx(100e9, rel=1e-6)
+
+
+def test_exception_gives_qualified_error_type_and_exception_event(instrument):
+    otel = instrument()
+    api.report_status("s", "running", name="parse")
+    api.report_status("s", "system_error", error=KeyError("k"))
+    span = otel.span("parse")
+    assert span.attributes["error.type"] == "KeyError"
+    assert span.attributes["cicd.pipeline.task.run.result"] == "error"
+    assert [e.name for e in span.events][-1] == "exception"
+
+
+def test_no_sample_for_first_status_nor_for_same_canonical_status(instrument):
+    otel = instrument()
+    api.report_status("a", "running", name="a")
+    api.report_status("a", "RUNNING")  # same canonical status: nothing
+    api.report_status("a", "cached")
+    assert set(otel.transitions()) == {("running", "cached")}
+    span = otel.span("a")
+    assert span.attributes["execution.cached"] is True
+    assert span.attributes["execution.status"] == "cached"
+    assert len(span.events) == 2
+
+
+def test_unknown_status_maps_to_unknown(instrument):
+    otel = instrument()
+    api.report_status("x", "running", name="x")
+    api.report_status("x", "exploded-sideways")
+    api.report_status("x", "failed")
+    assert set(otel.transitions()) == {("running", "unknown"), ("unknown", "failed")}
+
+
+def test_negative_duration_clamps_to_zero(instrument):
+    otel = instrument()
+    now = datetime.now(timezone.utc)
+    api.report_status("n", "running", name="n", timestamp=now)
+    api.report_status("n", "succeeded", timestamp=now - timedelta(seconds=30))  # clock skew
+    assert otel.transitions()[("running", "succeeded")].sum == 0.0
+
+
+def test_duplicate_and_out_of_order_events_are_tolerated(instrument):
+    otel = instrument()
+    api.report_status("d", "succeeded", name="d")  # an end without a start
+    api.report_status("d", "succeeded")  # a second stop
+    api.report_status("d", "running")  # a late event after the end
+    assert [s.name for s in otel.spans()] == ["d"]
+    assert otel.transitions() == {}
+    assert telemetry.current().tracker.in_flight_count() == 0
+
+
+def test_active_gauge_follows_status_and_returns_to_zero(instrument):
+    otel = instrument()
+    api.report_status("g1", "queued", name="g")
+    api.report_status("g2", "queued", name="g")
+    api.report_status("g1", "running")
+
+    def active():
+        return {
+            dict(k)["execution.status"]: v for k, v in otel.sums("execution.active").items()
+        }
+
+    assert active() == {"queued": 1, "running": 1}
+    api.report_status("g1", "succeeded")
+    api.report_status("g2", "cancelled")
+    assert active() == {"queued": 0, "running": 0}
+
+
+def test_state_is_bounded_and_evicted_spans_end_as_unknown(instrument):
+    otel = instrument(max_in_flight=10)
+    for index in range(25):
+        api.report_status(f"e{index}", "running", name="e")
+    tracker = telemetry.current().tracker
+    assert tracker.in_flight_count() == 10
+    ended = otel.spans()
+    assert len(ended) == 15
+    assert {s.attributes["execution.status"] for s in ended} == {"unknown"}
+    assert sum(otel.sums("execution.active").values()) == 10
+    for index in range(15, 25):
+        api.report_status(f"e{index}", "succeeded")
+    assert tracker.in_flight_count() == 0
+
+
+def test_many_executions_leave_no_state_behind(instrument):
+    instrument()
+    for index in range(5_000):
+        api.report_status(index, "running", name="step")
+        api.report_status(index, "succeeded")
+    assert telemetry.current().tracker.in_flight_count() == 0
+
+
+def test_names_over_the_cardinality_cap_become_other(instrument):
+    otel = instrument(name_cardinality_limit=2)
+    for name in ("a", "b", "c", "d"):
+        api.report_status(name, "running", name=name, pipeline=f"p-{name}")
+        api.report_status(name, "succeeded")
+    tasks = {dict(p.attributes)["cicd.pipeline.task.name"] for p in otel.points(
+        "execution.status_transition.duration")}
+    assert tasks == {"a", "b", "_OTHER"}
+    assert otel.span("d").attributes["cicd.pipeline.task.name"] == "d"  # spans keep full names
+
+
+def test_names_can_be_kept_off_metrics(instrument):
+    otel = instrument(names_on_metrics=False)
+    api.report_status("n", "running", name="secret-customer-42", pipeline="p")
+    api.report_status("n", "succeeded")
+    (point,) = otel.points("execution.status_transition.duration")
+    assert "cicd.pipeline.task.name" not in point.attributes
+    assert "cicd.pipeline.name" not in point.attributes
+
+
+def test_items_have_no_spans_unless_asked(instrument):
+    otel = instrument()
+    api.report_status("i", "running", level="item", name="row")
+    api.report_status("i", "succeeded")
+    assert otel.spans() == []
+    assert set(otel.transitions(execution_level="item")) == {("running", "succeeded")}
+
+
+def test_item_spans_when_switched_on(instrument):
+    otel = instrument(item_spans=True)
+    api.report_status("i", "running", level="item", name="row")
+    api.report_status("i", "succeeded")
+    assert otel.span("row").attributes["execution.level"] == "item"
+
+
+def test_histogram_is_recorded_in_the_execution_span_context(instrument):
+    otel = instrument()
+    api.report_status("x", "running", name="x")
+    api.report_status("x", "failed")
+    (point,) = otel.points("execution.status_transition.duration")
+    span = otel.span("x")
+    assert [e.span_id for e in point.exemplars] == [span.context.span_id]
+
+
+def test_suppressed_instrumentation_records_nothing(instrument):
+    otel = instrument()
+    with suppress_instrumentation():
+        api.report_status("s", "running", name="s")
+        api.report_status("s", "succeeded")
+    assert otel.spans() == []
+    assert otel.points("execution.status_transition.duration") == []
+
+
+def test_pipeline_span_joins_the_callers_trace(instrument):
+    otel = instrument()
+    tracer = otel.tracer_provider.get_tracer("caller")
+    with tracer.start_as_current_span("scheduler tick") as tick:
+        api.report_status("r", "running", level="pipeline", pipeline="p")
+    api.report_status("r", "succeeded")
+    assert otel.span("RUN p").parent.span_id == tick.get_span_context().span_id
+    assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def test_concurrent_transitions_from_many_threads(instrument):
+    otel = instrument()
+    barrier = threading.Barrier(8)
+
+    def run(worker: int) -> None:
+        barrier.wait()
+        for index in range(200):
+            key = (worker, index)
+            api.report_status(key, "queued", name="t")
+            api.report_status(key, "running")
+            api.report_status(key, "succeeded")
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    points = otel.transitions()
+    assert points[("queued", "running")].count == 1600
+    assert points[("running", "succeeded")].count == 1600
+    assert len(otel.spans()) == 1600
+    assert set(otel.sums("execution.active").values()) == {0}
+    assert telemetry.current().tracker.in_flight_count() == 0
+
+
+def test_api_is_a_no_op_when_not_instrumented(otel):
+    api.report_status("z", "running")
+    api.report_worker_spawn(success=True)
+    assert telemetry.current() is None

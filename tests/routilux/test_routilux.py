@@ -1,0 +1,303 @@
+"""routilux 1.1: the real framework, real threads, the real SDK with in-memory exporters."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import routilux.core.hooks as routilux_hooks
+import wrapt
+from opentelemetry.trace import StatusCode
+from routilux.core import Flow, FlowRegistry, Routine, Runtime
+from routilux.core.hooks import NullExecutionHooks, set_execution_hooks
+from routilux.core.manager import WorkerManager
+from routilux.core.runtime import Runtime as RuntimeClass
+from support import wait_until_settled
+
+from opentelemetry_instrumentation_execstatus import telemetry
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+import routilux_pipeline  # noqa: E402
+
+STEPS = ("extract", "transform", "load", "audit")
+_flow_ids = itertools.count()
+
+
+@pytest.fixture
+def flow_id() -> str:
+    return f"etl_{next(_flow_ids)}"
+
+
+@pytest.fixture(autouse=True)
+def _reset_user_hooks():
+    yield
+    routilux_hooks.reset_execution_hooks()
+
+
+def _children(otel, run):
+    return [s for s in otel.spans() if s.parent is not None and s.parent.span_id == run.context.span_id]
+
+
+def test_jobs_become_runs_and_routines_steps(instrument, flow_id):
+    otel = instrument()
+    job_ids = routilux_pipeline.run(jobs=2, flow_id=flow_id)
+    wait_until_settled()
+
+    runs = [s for s in otel.spans() if s.name == f"RUN {flow_id}"]
+    assert sorted(r.attributes["cicd.pipeline.run.id"] for r in runs) == sorted(job_ids)
+    assert len(otel.spans()) == 2 + 2 * len(STEPS)
+    for run in runs:
+        assert run.parent is None
+        children = _children(otel, run)
+        assert sorted(c.name for c in children) == sorted(STEPS)
+        assert {c.context.trace_id for c in children} == {run.context.trace_id}
+        # Failed because audit failed; ended when its last routine did, not at shutdown.
+        assert run.attributes["execution.status"] == "failed"
+        assert run.attributes["cicd.pipeline.result"] == "failure"
+        assert run.attributes["error.type"] == "failed"
+        assert run.status.status_code is StatusCode.ERROR
+        assert run.end_time == max(c.end_time for c in children)
+        assert [e.attributes["execution.status.to"] for e in run.events] == [
+            "queued", "running", "failed",
+        ]  # fmt: skip
+        by_name = {c.name: c for c in children}
+        audit = by_name["audit"]
+        assert audit.status.status_code is StatusCode.ERROR
+        assert audit.attributes["error.type"] == "ValueError"
+        assert audit.attributes["cicd.pipeline.task.run.result"] == "failure"
+        assert any(e.name == "exception" for e in audit.events)
+        for name in ("extract", "transform", "load"):
+            step = by_name[name]
+            assert dict(step.attributes) == {
+                "execution.orchestrator": "routilux",
+                "execution.level": "step",
+                "cicd.pipeline.name": flow_id,
+                "cicd.pipeline.task.name": name,
+                "execution.status": "succeeded",
+                "execution.cached": False,
+                "cicd.pipeline.task.run.result": "success",
+            }
+        assert by_name["extract"].end_time <= by_name["transform"].start_time
+
+    pipeline = otel.transitions(execution_level="pipeline")
+    assert set(pipeline) == {("queued", "running"), ("running", "failed")}
+    assert pipeline[("queued", "running")].count == 2
+    assert pipeline[("running", "failed")].count == 2
+    assert pipeline[("running", "failed")].sum >= 2 * 0.06  # 20 + 30 + 10 ms of sleeps per job
+    for name, minimum in (("extract", 0.02), ("transform", 0.03), ("load", 0.01)):
+        (key, point), = otel.transitions(cicd_pipeline_task_name=name).items()
+        assert key == ("running", "succeeded")
+        assert point.count == 2
+        assert 2 * minimum <= point.sum < 2 * minimum + 5.0
+        assert point.attributes["cicd.pipeline.name"] == flow_id
+    assert set(otel.transitions(cicd_pipeline_task_name="audit")) == {("running", "failed")}
+    assert set(otel.sums("execution.active").values()) == {0}
+
+
+def test_worker_counters(instrument, flow_id):
+    otel = instrument()
+    routilux_pipeline.run(jobs=2, flow_id=flow_id)
+    wait_until_settled()
+
+    def by(metric, key):
+        return {dict(k)[key]: v for k, v in otel.sums(metric).items()}
+
+    assert by("execution.worker.spawns", "execution.worker.outcome") == {"success": 2}
+    assert by("execution.worker.health_checks", "execution.worker.health.result") == {"pass": 2}
+    assert by("execution.worker.drains", "execution.worker.outcome") == {"success": 2}
+    (drain,) = otel.points("execution.worker.drain.duration")
+    assert drain.count == 2
+    counts = by("execution.worker.count", "cicd.worker.state")
+    assert counts.get("available") == 0 and counts.get("busy", 0) == 0
+    assert {dict(k)["execution.orchestrator"] for k in otel.sums("execution.worker.spawns")} == {
+        "routilux"
+    }
+
+
+def test_worker_timeout_is_a_failed_health_check(instrument, flow_id):
+    otel = instrument()
+
+    class Slow(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.add_slot("trigger")
+            self.set_activation_policy(routilux_pipeline._take_new("trigger"))
+
+        def logic(self, trigger, **_):
+            done.wait(5)
+
+    done = threading.Event()
+    flow = Flow(flow_id=flow_id, execution_timeout=0.3)
+    flow.add_routine(Slow(), "slow")
+    FlowRegistry.get_instance().register_by_name(flow_id, flow)
+    with Runtime(thread_pool_size=2) as runtime:
+        worker_state, _ = runtime.post(flow_id, "slow", "trigger", {})
+        assert worker_state.wait_for_completion(flow, worker_state, timeout=5)
+        done.set()
+    wait_until_settled()
+    results = {dict(k)["execution.worker.health.result"]: v
+               for k, v in otel.sums("execution.worker.health_checks").items()}
+    assert results == {"fail": 1}
+    (run,) = [s for s in otel.spans() if s.name == f"RUN {flow_id}"]
+    assert run.attributes["execution.status"] == "succeeded"  # its one routine did finish
+
+
+def test_user_hooks_keep_working_and_breakpoint_gate_keeps_its_value(instrument, flow_id):
+    otel = instrument()
+    seen: list[tuple[str, str]] = []
+
+    class UserHooks(NullExecutionHooks):
+        def on_job_start(self, job_context, worker_state):
+            seen.append(("job_start", job_context.job_id))
+
+        def on_routine_start(self, routine_id, worker_state, job_context=None):
+            seen.append(("routine_start", routine_id))
+            return False  # a breakpoint: the routine must not run
+
+    user_hooks = UserHooks()
+    set_execution_hooks(user_hooks)
+    hooks = routilux_hooks.get_execution_hooks()  # as routilux call sites fetch it
+    assert isinstance(hooks, UserHooks)
+    assert hooks.__wrapped__ is user_hooks
+    assert hooks.on_routine_start("x", None) is False
+
+    routilux_pipeline.build_flow(flow_id)
+    with Runtime(thread_pool_size=2) as runtime:
+        worker_state, job = runtime.post(flow_id, "extract", "trigger", {})
+        flow = FlowRegistry.get_instance().get_by_name(flow_id)
+        assert worker_state.wait_for_completion(flow, worker_state, timeout=5)
+    wait_until_settled()
+    assert ("job_start", job.job_id) in seen
+    assert ("routine_start", "extract") in seen
+    assert [s.name for s in otel.spans()] == [f"RUN {flow_id}"]  # no step ran
+    assert otel.span(f"RUN {flow_id}").attributes["execution.status"] == "cancelled"
+
+
+def test_explicitly_completed_job_keeps_the_users_status(instrument, flow_id):
+    otel = instrument()
+    routilux_pipeline.build_flow(flow_id)
+    runtime = Runtime(thread_pool_size=2)
+    try:
+        _, job = runtime.post(flow_id, "extract", "trigger", {})
+        for _ in range(routilux_pipeline.TERMINAL_ROUTINES):
+            assert routilux_pipeline.FINISHED.acquire(timeout=10)
+        wait_until_settled_steps(otel, 4)
+        assert runtime.complete_job(job.job_id, status="completed")
+    finally:
+        runtime.shutdown(wait=True)
+    run = otel.span(f"RUN {flow_id}")
+    assert run.attributes["execution.status"] == "succeeded"
+    assert run.status.status_code is StatusCode.UNSET
+
+
+def wait_until_settled_steps(otel, count: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 5
+    while len(otel.spans()) < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def test_concurrent_jobs_keep_their_own_parentage(instrument, flow_id):
+    otel = instrument()
+    job_ids = routilux_pipeline.run(jobs=12, flow_id=flow_id)
+    wait_until_settled()
+    runs = {s.attributes["cicd.pipeline.run.id"]: s for s in otel.spans() if s.name.startswith("RUN ")}
+    assert sorted(runs) == sorted(job_ids)
+    for run in runs.values():
+        assert sorted(c.name for c in _children(otel, run)) == sorted(STEPS)
+    assert len(otel.spans()) == 12 * 5
+    live = telemetry.current()
+    assert live.tracker.in_flight_count() == 0
+    assert live.workers.known_workers() == 0
+
+
+def test_uninstrument_restores_every_patched_attribute(instrument, flow_id):
+    originals = {
+        "get_execution_hooks": routilux_hooks.__dict__["get_execution_hooks"],
+        "_check_routine_activation": RuntimeClass.__dict__["_check_routine_activation"],
+        "shutdown": RuntimeClass.__dict__["shutdown"],
+        "start_worker": WorkerManager.__dict__["start_worker"],
+    }
+    otel = instrument()
+    assert isinstance(routilux_hooks.__dict__["get_execution_hooks"], wrapt.FunctionWrapper)
+    assert isinstance(RuntimeClass.__dict__["_check_routine_activation"], wrapt.FunctionWrapper)
+    from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor
+
+    ExecStatusInstrumentor().uninstrument()
+    assert routilux_hooks.__dict__["get_execution_hooks"] is originals["get_execution_hooks"]
+    assert RuntimeClass.__dict__["_check_routine_activation"] is originals["_check_routine_activation"]
+    assert RuntimeClass.__dict__["shutdown"] is originals["shutdown"]
+    assert WorkerManager.__dict__["start_worker"] is originals["start_worker"]
+    routilux_pipeline.run(jobs=1, flow_id=flow_id)
+    assert otel.spans() == []
+    instrument()  # instrumenting again patches again
+    assert isinstance(RuntimeClass.__dict__["_check_routine_activation"], wrapt.FunctionWrapper)
+
+
+def test_instrumentation_errors_never_reach_the_pipeline(instrument, flow_id, caplog, monkeypatch):
+    otel = instrument()
+    live = telemetry.current()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("instrumentation bug")
+
+    monkeypatch.setattr(live.tracker, "_tracer", type("T", (), {"start_span": broken})())
+    monkeypatch.setattr(
+        type(telemetry.current().workers), "set_state", lambda *a, **k: broken()
+    )
+    caplog.set_level(logging.WARNING)
+    routilux_pipeline.run(jobs=2, flow_id=flow_id)  # completes exactly as without us
+
+    routine_errors = [r for r in caplog.records if r.getMessage().startswith("Error in routine logic")]
+    assert len(routine_errors) == 2  # routilux still sees and logs audit's own exception
+    for record in routine_errors:
+        error = record.exc_info[1]
+        assert type(error) is ValueError and str(error) == "audit rejected the batch"
+        frames = []
+        tb = error.__traceback__
+        while tb is not None:
+            frames.append(tb.tb_frame.f_code.co_name)
+            tb = tb.tb_next
+        assert frames[-1] == "logic"
+    ours = [r for r in caplog.records if "execstatus instrumentation error" in r.getMessage()]
+    assert ours, "the internal error is reported"
+    assert len({r.getMessage() for r in ours}) == len(ours)  # once per place
+    assert otel.spans() == []
+
+
+def test_zero_code_under_opentelemetry_instrument(tmp_path):
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "OTEL_SERVICE_NAME": "routilux-demo",
+        "OTEL_METRIC_EXPORT_INTERVAL": "60000",
+        "OTEL_LOGS_EXPORTER": "none",
+    }
+    completed = subprocess.run(
+        [
+            str(bin_dir / "opentelemetry-instrument"),
+            "--traces_exporter", "console",
+            "--metrics_exporter", "console",
+            sys.executable, str(EXAMPLES / "routilux_pipeline.py"),
+        ],  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    out = completed.stdout
+    assert '"name": "RUN nightly_etl"' in out
+    for step in STEPS:
+        assert f'"name": "{step}"' in out
+    assert '"name": "execution.status_transition.duration"' in out
+    assert '"execution.status.from": "queued"' in out
+    assert '"name": "execution.worker.spawns"' in out

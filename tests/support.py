@@ -1,0 +1,78 @@
+"""Test helpers: the real OpenTelemetry SDK with in-memory exporter and reader."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from opentelemetry_instrumentation_execstatus import telemetry
+
+
+class Telemetry:
+    """What a test reads back: finished spans and metric points, by name."""
+
+    def __init__(self) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+
+    def spans(self) -> list[ReadableSpan]:
+        return list(self.exporter.get_finished_spans())
+
+    def span(self, name: str) -> ReadableSpan:
+        matches = [span for span in self.spans() if span.name == name]
+        assert len(matches) == 1, f"expected one span {name!r}, got {[s.name for s in self.spans()]}"
+        return matches[0]
+
+    def points(self, metric_name: str) -> list[Any]:
+        data = self.reader.get_metrics_data()
+        found: list[Any] = []
+        for resource_metrics in data.resource_metrics if data else []:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    if metric.name == metric_name:
+                        found.extend(metric.data.data_points)
+        return found
+
+    def metric(self, metric_name: str) -> Any:
+        data = self.reader.get_metrics_data()
+        for resource_metrics in data.resource_metrics if data else []:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    if metric.name == metric_name:
+                        return metric, scope_metrics.scope
+        raise AssertionError(f"no metric {metric_name}")
+
+    def sums(self, metric_name: str) -> dict[frozenset, int]:
+        """Counter / up-down counter values by attribute set."""
+        return {frozenset(p.attributes.items()): p.value for p in self.points(metric_name)}
+
+    def transitions(self, **where: str) -> dict[tuple[str, str], Any]:
+        """Histogram points of execution.status_transition.duration by (from, to)."""
+        selected = {}
+        for point in self.points("execution.status_transition.duration"):
+            attributes = dict(point.attributes)
+            if all(attributes.get(k.replace("_", ".")) == v for k, v in where.items()):
+                key = (attributes["execution.status.from"], attributes["execution.status.to"])
+                assert key not in selected, f"two points for {key} with {where}"
+                selected[key] = point
+        return selected
+
+
+def wait_until_settled(timeout: float = 5.0) -> None:
+    """Wait until no execution is in flight: routilux finishes downstream routines on its own
+    threads, a few microseconds after a pipeline script's last signal."""
+    live = telemetry.current()
+    assert live is not None
+    deadline = time.monotonic() + timeout
+    while live.tracker.in_flight_count() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert live.tracker.in_flight_count() == 0, "executions still in flight"
