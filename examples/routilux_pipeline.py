@@ -13,7 +13,6 @@ from typing import Any
 
 from routilux.core import Flow, FlowRegistry, Routine, Runtime
 
-
 # Released once by each of the two terminal routines of every job. routilux 1.1 has no
 # "job finished" signal of its own (jobs end only when someone completes them, and
 # Runtime.wait_until_all_workers_idle can return before work starts), so the script counts.
@@ -101,8 +100,7 @@ def run(jobs: int = 1, flow_id: str = "nightly_etl") -> list[str]:
     build_flow(flow_id)
     with Runtime(thread_pool_size=4) as runtime:
         job_ids = [
-            runtime.post(flow_id, "extract", "trigger", {"go": True})[1].job_id
-            for _ in range(jobs)
+            runtime.post(flow_id, "extract", "trigger", {"go": True})[1].job_id for _ in range(jobs)
         ]
         for _ in range(jobs * TERMINAL_ROUTINES):
             if not FINISHED.acquire(timeout=30):

@@ -12,8 +12,8 @@ from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor
 
 
 @pytest.fixture
-def otel() -> Iterator[Telemetry]:
-    yield Telemetry()
+def otel() -> Telemetry:
+    return Telemetry()
 
 
 @pytest.fixture

@@ -29,7 +29,9 @@ class Telemetry:
 
     def span(self, name: str) -> ReadableSpan:
         matches = [span for span in self.spans() if span.name == name]
-        assert len(matches) == 1, f"expected one span {name!r}, got {[s.name for s in self.spans()]}"
+        assert len(matches) == 1, (
+            f"expected one span {name!r}, got {[s.name for s in self.spans()]}"
+        )
         return matches[0]
 
     def points(self, metric_name: str) -> list[Any]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import time
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from opentelemetry_instrumentation_execstatus import telemetry
 from opentelemetry_instrumentation_execstatus.clock import Timestamp
@@ -97,9 +96,7 @@ def report_status(
     )
 
 
-def report_worker_spawn(
-    success: bool, reason: SpawnFailureReason | str | None = None
-) -> None:
+def report_worker_spawn(success: bool, reason: SpawnFailureReason | str | None = None) -> None:
     """A worker spawn attempt; a failure's ``reason`` outside the enum becomes ``other``."""
     live = telemetry.current()
     if live is not None:

@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 from typing import Union
 
 
-
 class Instant(int):
     """A monotonic instant in nanoseconds, as taken by ``now()`` (an adapter's own reading)."""
 

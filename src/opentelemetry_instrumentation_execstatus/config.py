@@ -40,7 +40,9 @@ class ExecStatusConfig:
     """Emit a span per data item (off by default: there can be millions)."""
 
     @classmethod
-    def load(cls, options: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> ExecStatusConfig:
+    def load(
+        cls, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    ) -> ExecStatusConfig:
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for field in fields(cls):

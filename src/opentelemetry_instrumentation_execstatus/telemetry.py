@@ -58,4 +58,3 @@ def current() -> Telemetry | None:
 def activate(telemetry: Telemetry | None) -> None:
     global _current
     _current = telemetry
-

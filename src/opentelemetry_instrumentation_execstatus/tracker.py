@@ -47,6 +47,7 @@ from opentelemetry_instrumentation_execstatus.semconv import (
 
 _LOG = logging.getLogger(__name__)
 
+
 class _Execution:
     """What is known of one execution while it is in flight."""
 
@@ -412,7 +413,9 @@ class StatusTracker:
             if previous is None or previous.is_final:
                 return
             execution.status = ExecutionStatus.UNKNOWN
-            self._active.add(-1, _active_attributes(execution.orchestrator, execution.level, previous))
+            self._active.add(
+                -1, _active_attributes(execution.orchestrator, execution.level, previous)
+            )
             self._finish(execution, ExecutionStatus.UNKNOWN, at_ns, None)
 
     def _forget_all(self) -> None:

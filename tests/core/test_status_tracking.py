@@ -135,9 +135,7 @@ def test_active_gauge_follows_status_and_returns_to_zero(instrument):
     api.report_status("g1", "running")
 
     def active():
-        return {
-            dict(k)["execution.status"]: v for k, v in otel.sums("execution.active").items()
-        }
+        return {dict(k)["execution.status"]: v for k, v in otel.sums("execution.active").items()}
 
     assert active() == {"queued": 1, "running": 1}
     api.report_status("g1", "succeeded")
@@ -173,8 +171,10 @@ def test_names_over_the_cardinality_cap_become_other(instrument):
     for name in ("a", "b", "c", "d"):
         api.report_status(name, "running", name=name, pipeline=f"p-{name}")
         api.report_status(name, "succeeded")
-    tasks = {dict(p.attributes)["cicd.pipeline.task.name"] for p in otel.points(
-        "execution.status_transition.duration")}
+    tasks = {
+        dict(p.attributes)["cicd.pipeline.task.name"]
+        for p in otel.points("execution.status_transition.duration")
+    }
     assert tasks == {"a", "b", "_OTHER"}
     assert otel.span("d").attributes["cicd.pipeline.task.name"] == "d"  # spans keep full names
 

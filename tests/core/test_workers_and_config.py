@@ -24,7 +24,10 @@ def test_spawn_counter_with_bounded_failure_reasons(instrument):
     api.report_worker_spawn(success=False, reason="a brand new reason")
     api.report_worker_spawn(success=False)
     points = {
-        (dict(k)["execution.worker.outcome"], dict(k).get("execution.worker.spawn_failure.reason")): v
+        (
+            dict(k)["execution.worker.outcome"],
+            dict(k).get("execution.worker.spawn_failure.reason"),
+        ): v
         for k, v in otel.sums("execution.worker.spawns").items()
     }
     assert points == {("success", None): 1, ("failure", "pod_ready"): 2, ("failure", "other"): 2}
@@ -105,7 +108,9 @@ def test_config_from_environment_and_keywords(monkeypatch):
 
 
 def test_entry_point_is_registered():
-    (entry_point,) = [e for e in entry_points(group="opentelemetry_instrumentor") if e.name == "execstatus"]
+    (entry_point,) = [
+        e for e in entry_points(group="opentelemetry_instrumentor") if e.name == "execstatus"
+    ]
     assert entry_point.load() is ExecStatusInstrumentor
 
 

@@ -42,7 +42,9 @@ def _reset_user_hooks():
 
 
 def _children(otel, run):
-    return [s for s in otel.spans() if s.parent is not None and s.parent.span_id == run.context.span_id]
+    return [
+        s for s in otel.spans() if s.parent is not None and s.parent.span_id == run.context.span_id
+    ]
 
 
 def test_jobs_become_runs_and_routines_steps(instrument, flow_id):
@@ -65,8 +67,10 @@ def test_jobs_become_runs_and_routines_steps(instrument, flow_id):
         assert run.status.status_code is StatusCode.ERROR
         assert run.end_time == max(c.end_time for c in children)
         assert [e.attributes["execution.status.to"] for e in run.events] == [
-            "queued", "running", "failed",
-        ]  # fmt: skip
+            "queued",
+            "running",
+            "failed",
+        ]
         by_name = {c.name: c for c in children}
         audit = by_name["audit"]
         assert audit.status.status_code is StatusCode.ERROR
@@ -92,7 +96,7 @@ def test_jobs_become_runs_and_routines_steps(instrument, flow_id):
     assert pipeline[("running", "failed")].count == 2
     assert pipeline[("running", "failed")].sum >= 2 * 0.06  # 20 + 30 + 10 ms of sleeps per job
     for name, minimum in (("extract", 0.02), ("transform", 0.03), ("load", 0.01)):
-        (key, point), = otel.transitions(cicd_pipeline_task_name=name).items()
+        ((key, point),) = otel.transitions(cicd_pipeline_task_name=name).items()
         assert key == ("running", "succeeded")
         assert point.count == 2
         assert 2 * minimum <= point.sum < 2 * minimum + 5.0
@@ -142,8 +146,10 @@ def test_worker_timeout_is_a_failed_health_check(instrument, flow_id):
         assert worker_state.wait_for_completion(flow, worker_state, timeout=5)
         done.set()
     wait_until_settled()
-    results = {dict(k)["execution.worker.health.result"]: v
-               for k, v in otel.sums("execution.worker.health_checks").items()}
+    results = {
+        dict(k)["execution.worker.health.result"]: v
+        for k, v in otel.sums("execution.worker.health_checks").items()
+    }
     assert results == {"fail": 1}
     (run,) = [s for s in otel.spans() if s.name == f"RUN {flow_id}"]
     assert run.attributes["execution.status"] == "succeeded"  # its one routine did finish
@@ -209,7 +215,9 @@ def test_concurrent_jobs_keep_their_own_parentage(instrument, flow_id):
     otel = instrument()
     job_ids = routilux_pipeline.run(jobs=12, flow_id=flow_id)
     wait_until_settled()
-    runs = {s.attributes["cicd.pipeline.run.id"]: s for s in otel.spans() if s.name.startswith("RUN ")}
+    runs = {
+        s.attributes["cicd.pipeline.run.id"]: s for s in otel.spans() if s.name.startswith("RUN ")
+    }
     assert sorted(runs) == sorted(job_ids)
     for run in runs.values():
         assert sorted(c.name for c in _children(otel, run)) == sorted(STEPS)
@@ -233,7 +241,9 @@ def test_uninstrument_restores_every_patched_attribute(instrument, flow_id):
 
     ExecStatusInstrumentor().uninstrument()
     assert routilux_hooks.__dict__["get_execution_hooks"] is originals["get_execution_hooks"]
-    assert RuntimeClass.__dict__["_check_routine_activation"] is originals["_check_routine_activation"]
+    assert (
+        RuntimeClass.__dict__["_check_routine_activation"] is originals["_check_routine_activation"]
+    )
     assert RuntimeClass.__dict__["shutdown"] is originals["shutdown"]
     assert WorkerManager.__dict__["start_worker"] is originals["start_worker"]
     routilux_pipeline.run(jobs=1, flow_id=flow_id)
@@ -250,13 +260,13 @@ def test_instrumentation_errors_never_reach_the_pipeline(instrument, flow_id, ca
         raise RuntimeError("instrumentation bug")
 
     monkeypatch.setattr(live.tracker, "_tracer", type("T", (), {"start_span": broken})())
-    monkeypatch.setattr(
-        type(telemetry.current().workers), "set_state", lambda *a, **k: broken()
-    )
+    monkeypatch.setattr(type(telemetry.current().workers), "set_state", lambda *a, **k: broken())
     caplog.set_level(logging.WARNING)
     routilux_pipeline.run(jobs=2, flow_id=flow_id)  # completes exactly as without us
 
-    routine_errors = [r for r in caplog.records if r.getMessage().startswith("Error in routine logic")]
+    routine_errors = [
+        r for r in caplog.records if r.getMessage().startswith("Error in routine logic")
+    ]
     assert len(routine_errors) == 2  # routilux still sees and logs audit's own exception
     for record in routine_errors:
         error = record.exc_info[1]
@@ -284,10 +294,13 @@ def test_zero_code_under_opentelemetry_instrument(tmp_path):
     completed = subprocess.run(
         [
             str(bin_dir / "opentelemetry-instrument"),
-            "--traces_exporter", "console",
-            "--metrics_exporter", "console",
-            sys.executable, str(EXAMPLES / "routilux_pipeline.py"),
-        ],  # fmt: skip
+            "--traces_exporter",
+            "console",
+            "--metrics_exporter",
+            "console",
+            sys.executable,
+            str(EXAMPLES / "routilux_pipeline.py"),
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -148,18 +148,24 @@ class RoutiluxAdapter(Adapter):
             raise
         finally:
             self._draining.workers = None
-        self._record_drains(drained, WorkerOutcome.SUCCESS, time.monotonic() - started if wait else None)
+        self._record_drains(
+            drained, WorkerOutcome.SUCCESS, time.monotonic() - started if wait else None
+        )
         return result
 
     @guarded
-    def _record_drains(self, drained: list[str], outcome: WorkerOutcome, seconds: float | None) -> None:
+    def _record_drains(
+        self, drained: list[str], outcome: WorkerOutcome, seconds: float | None
+    ) -> None:
         for _ in drained:
             self._workers.drain(ROUTILUX, outcome, seconds)
 
     # -- steps -----------------------------------------------------------------------------
 
     @guarded
-    def step_started(self, routine: Any, runtime: Any, worker_state: Any) -> tuple[Hashable, str | None, str] | None:
+    def step_started(
+        self, routine: Any, runtime: Any, worker_state: Any
+    ) -> tuple[Hashable, str | None, str] | None:
         from routilux.core.context import get_current_execution_context, get_current_job
 
         context = get_current_execution_context()
@@ -275,7 +281,9 @@ class RoutiluxAdapter(Adapter):
         )
 
     @guarded
-    def on_job_end(self, job_context: Any, worker_state: Any, status: Any = "completed", error: Any = None) -> None:
+    def on_job_end(
+        self, job_context: Any, worker_state: Any, status: Any = "completed", error: Any = None
+    ) -> None:
         job_id = job_context.job_id
         with self._lock:
             self._jobs.pop(job_id, None)
@@ -346,7 +354,9 @@ class _ObservedRoutine(wrapt.ObjectProxy):  # type: ignore[misc]
     answered with the real callable wrapped, everything else is the routine itself.
     """
 
-    def __init__(self, routine: Any, adapter: RoutiluxAdapter, runtime: Any, worker_state: Any) -> None:
+    def __init__(
+        self, routine: Any, adapter: RoutiluxAdapter, runtime: Any, worker_state: Any
+    ) -> None:
         super().__init__(routine)
         self._self_adapter = adapter
         self._self_runtime = runtime

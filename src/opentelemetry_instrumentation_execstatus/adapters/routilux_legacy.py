@@ -135,7 +135,9 @@ class RoutiluxLegacyAdapter(Adapter):
         return run_key
 
     @guarded
-    def _end_run(self, run_key: Hashable | None, status: ExecutionStatus, error: Any = None) -> None:
+    def _end_run(
+        self, run_key: Hashable | None, status: ExecutionStatus, error: Any = None
+    ) -> None:
         if run_key is not None:
             self._tracker.transition(
                 run_key, status, orchestrator=ROUTILUX, level=ExecutionLevel.PIPELINE, error=error
@@ -143,7 +145,13 @@ class RoutiluxLegacyAdapter(Adapter):
 
     @guarded
     def _after_execute(
-        self, run_key: Hashable | None, flow: Any, job_state: Any, entry_routine_id: str, *_: Any, **__: Any
+        self,
+        run_key: Hashable | None,
+        flow: Any,
+        job_state: Any,
+        entry_routine_id: str,
+        *_: Any,
+        **__: Any,
     ) -> None:
         if run_key is None:
             return
@@ -171,11 +179,15 @@ class RoutiluxLegacyAdapter(Adapter):
         self._end_run(run_key, status)
 
     @guarded
-    def _step(self, tracker: Any, status: ExecutionStatus, routine_id: str, *_: Any, **__: Any) -> None:
+    def _step(
+        self, tracker: Any, status: ExecutionStatus, routine_id: str, *_: Any, **__: Any
+    ) -> None:
         self._step_transition(tracker, routine_id, status)
 
     @guarded
-    def _step_end(self, tracker: Any, routine_id: str, status: str = "completed", *_: Any, **__: Any) -> None:
+    def _step_end(
+        self, tracker: Any, routine_id: str, status: str = "completed", *_: Any, **__: Any
+    ) -> None:
         self._step_transition(tracker, routine_id, legacy_status(status))
 
     def _step_transition(self, tracker: Any, routine_id: str, status: ExecutionStatus) -> None:
@@ -198,5 +210,9 @@ class RoutiluxLegacyAdapter(Adapter):
         with self._lock:
             run_key = self._tracker_runs.get(tracker)
             if run_key is None:
-                run_key = self._tracker_runs[tracker] = ("routilux-legacy", "tracker", next(self._run_ids))
+                run_key = self._tracker_runs[tracker] = (
+                    "routilux-legacy",
+                    "tracker",
+                    next(self._run_ids),
+                )
         return run_key

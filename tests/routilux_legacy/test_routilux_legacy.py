@@ -1,0 +1,125 @@
+"""routilux 0.10: Flow.execute runs and ExecutionTracker records, on the real framework."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import routilux.execution_tracker as execution_tracker_module
+from opentelemetry.trace import StatusCode
+from routilux import Flow, Routine
+from routilux.execution_tracker import ExecutionTracker
+from routilux.flow.flow import Flow as FlowClass
+from routilux.job_state import JobState
+
+from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor, telemetry
+
+_ids = itertools.count()
+
+
+class Source(Routine):
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.fail = fail
+        self.define_slot("trigger", handler=self.run)
+        self.define_event("out", ["value"])
+
+    def run(self, **kwargs):
+        if self.fail:
+            raise RuntimeError("source unavailable")
+        self.emit("out", value=21)
+
+
+class Double(Routine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = []
+        self.define_slot("input", handler=self.run)
+
+    def run(self, value=None, **kwargs):
+        self.seen.append(value * 2)
+
+
+def build(fail: bool = False):
+    flow = Flow(flow_id=f"legacy_{next(_ids)}")
+    source, double = Source(fail), Double()
+    source_id = flow.add_routine(source, "source")
+    flow.add_routine(double, "double")
+    flow.connect("source", "out", "double", "input")
+    return flow, source_id, double
+
+
+def test_successful_run_becomes_a_pipeline_with_its_entry_step(instrument):
+    otel = instrument()
+    flow, source_id, double = build()
+    job_state = flow.execute(source_id)
+    assert JobState.wait_for_completion(flow, job_state, timeout=10)
+    assert double.seen == [42]
+
+    run = otel.span(f"RUN {flow.flow_id}")
+    step = otel.span("source")
+    assert step.parent.span_id == run.context.span_id
+    assert run.attributes["execution.status"] == "succeeded"
+    assert step.attributes["execution.status"] == "succeeded"
+    assert step.attributes["cicd.pipeline.name"] == flow.flow_id
+    assert set(otel.transitions(execution_level="pipeline")) == {("running", "succeeded")}
+    assert set(otel.transitions(execution_level="step")) == {("running", "succeeded")}
+    assert telemetry.current().tracker.in_flight_count() == 0
+
+
+def test_failing_entry_routine_fails_step_and_run(instrument):
+    otel = instrument()
+    flow, source_id, _ = build(fail=True)
+    job_state = flow.execute(source_id)
+    assert job_state.status == "failed"  # routilux's own result is unchanged
+    run, step = otel.span(f"RUN {flow.flow_id}"), otel.span("source")
+    assert step.status.status_code is StatusCode.ERROR
+    assert run.status.status_code is StatusCode.ERROR
+    assert run.attributes["error.type"] == "failed"
+    assert set(otel.transitions(execution_level="step")) == {("running", "failed")}
+
+
+def test_execute_error_propagates_unchanged(instrument):
+    otel = instrument()
+    flow, _, _ = build()
+    with pytest.raises(ValueError, match="not found in flow"):
+        flow.execute("no_such_routine")
+    run = otel.span(f"RUN {flow.flow_id}")
+    assert run.attributes["error.type"] == "ValueError"
+
+
+def test_tracker_used_directly_as_in_seed_002(instrument):
+    otel = instrument()
+    tracker = ExecutionTracker(flow_id="hand_rolled")
+    tracker.record_routine_start("processor", {"input": "data"})
+    tracker.record_routine_end("processor", status="skipped")
+    assert tracker.routine_executions["processor"][0]["status"] == "skipped"
+    step = otel.span("processor")
+    assert step.attributes["execution.status"] == "skipped"
+    assert step.attributes["cicd.pipeline.task.run.result"] == "skip"
+    assert "input" not in str(dict(step.attributes))  # parameters are never captured
+
+
+def test_uninstrument_restores_originals(instrument):
+    originals = (
+        FlowClass.__dict__["execute"],
+        ExecutionTracker.__dict__["record_routine_start"],
+        ExecutionTracker.__dict__["record_routine_end"],
+        JobState.__dict__["wait_for_completion"],
+    )
+    instrument()
+    assert FlowClass.__dict__["execute"] is not originals[0]
+    ExecStatusInstrumentor().uninstrument()
+    assert (
+        FlowClass.__dict__["execute"],
+        execution_tracker_module.ExecutionTracker.__dict__["record_routine_start"],
+        ExecutionTracker.__dict__["record_routine_end"],
+        JobState.__dict__["wait_for_completion"],
+    ) == originals
+    assert all(
+        now is then
+        for now, then in zip(
+            (FlowClass.__dict__["execute"], JobState.__dict__["wait_for_completion"]),
+            (originals[0], originals[3]),
+        )
+    )
