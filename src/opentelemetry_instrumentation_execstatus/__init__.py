@@ -15,6 +15,7 @@ through the public API in ``opentelemetry_instrumentation_execstatus.api``.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 from collections.abc import Collection
@@ -60,6 +61,7 @@ class ExecStatusInstrumentor(BaseInstrumentor):
             and adapter_cls.is_available()
         ]
         telemetry.activate(live)
+        _end_in_flight_at_exit()
         self._patcher = Patcher([patch for adapter in adapters for patch in adapter.patches()])
         self._patcher.start()
 
@@ -68,6 +70,25 @@ class ExecStatusInstrumentor(BaseInstrumentor):
             self._patcher.stop()
             self._patcher = None
         telemetry.activate(None)
+
+
+EXIT_GRACE_SECONDS = 0.5
+_exit_hook_registered = False
+
+
+def _end_in_flight_at_exit() -> None:
+    """Registered after the SDK providers (atexit runs last-in first-out), so the spans this
+    ends are still exported by their shutdown."""
+    global _exit_hook_registered
+    if not _exit_hook_registered:
+        _exit_hook_registered = True
+        atexit.register(_on_exit)
+
+
+def _on_exit() -> None:
+    live = telemetry.current()
+    if live is not None:
+        live.tracker.end_in_flight(EXIT_GRACE_SECONDS)
 
 
 def _disabled_by_environment() -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Hashable
 from functools import lru_cache
@@ -181,6 +182,26 @@ class StatusTracker:
             return None
         with execution.lock:
             return execution.context
+
+    def end_in_flight(self, grace_seconds: float) -> None:
+        """At exit: give executions ``grace_seconds`` to finish, then end the rest as cancelled.
+
+        An orchestrator's threads can still be returning from a step when the interpreter
+        exits (routilux signals "done" from inside a routine); without this their spans, and
+        their runs', would never end and never be exported.
+        """
+        deadline = time.monotonic() + grace_seconds
+        while self._in_flight and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with self._lock:
+            remaining = list(self._in_flight.items())
+        for key, execution in remaining:
+            self.transition(
+                key,
+                ExecutionStatus.CANCELLED,
+                orchestrator=execution.orchestrator,
+                level=execution.level,
+            )
 
     # -- the transition function -----------------------------------------------------------
 

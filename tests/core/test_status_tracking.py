@@ -260,3 +260,15 @@ def test_api_is_a_no_op_when_not_instrumented(otel):
     api.report_status("z", "running")
     api.report_worker_spawn(success=True)
     assert telemetry.current() is None
+
+
+def test_executions_in_flight_at_exit_end_as_cancelled(instrument):
+    otel = instrument()
+    api.report_status("r", "running", level="pipeline", pipeline="p")
+    api.report_status("r/s", "running", name="s", parent_id="r")
+    telemetry.current().tracker.end_in_flight(grace_seconds=0.01)
+    assert {s.name: s.attributes["execution.status"] for s in otel.spans()} == {
+        "RUN p": "cancelled",
+        "s": "cancelled",
+    }
+    assert telemetry.current().tracker.in_flight_count() == 0

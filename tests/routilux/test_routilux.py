@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,12 @@ def flow_id() -> str:
 def _reset_user_hooks():
     yield
     routilux_hooks.reset_execution_hooks()
+
+
+def _wait_for_spans(otel, count: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(otel.spans()) < count and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def _children(otel, run):
@@ -194,21 +201,13 @@ def test_explicitly_completed_job_keeps_the_users_status(instrument, flow_id):
         _, job = runtime.post(flow_id, "extract", "trigger", {})
         for _ in range(routilux_pipeline.TERMINAL_ROUTINES):
             assert routilux_pipeline.FINISHED.acquire(timeout=10)
-        wait_until_settled_steps(otel, 4)
+        _wait_for_spans(otel, 4)  # every routine has returned
         assert runtime.complete_job(job.job_id, status="completed")
     finally:
         runtime.shutdown(wait=True)
     run = otel.span(f"RUN {flow_id}")
     assert run.attributes["execution.status"] == "succeeded"
     assert run.status.status_code is StatusCode.UNSET
-
-
-def wait_until_settled_steps(otel, count: int) -> None:
-    import time
-
-    deadline = time.monotonic() + 5
-    while len(otel.spans()) < count and time.monotonic() < deadline:
-        time.sleep(0.005)
 
 
 def test_concurrent_jobs_keep_their_own_parentage(instrument, flow_id):
