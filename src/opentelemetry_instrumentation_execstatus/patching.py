@@ -77,9 +77,6 @@ class Patcher:
                     continue
                 self._applied.append((owner, attribute))
 
-    def applied_targets(self) -> list[str]:
-        return [f"{getattr(owner, '__name__', owner)}.{name}" for owner, name in self._applied]
-
 
 def _resolve(module: ModuleType, target: str) -> tuple[Any, str]:
     owner: Any = module
