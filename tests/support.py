@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -78,3 +83,68 @@ def wait_until_settled(timeout: float = 5.0) -> None:
     while live.tracker.in_flight_count() and time.monotonic() < deadline:
         time.sleep(0.005)
     assert live.tracker.in_flight_count() == 0, "executions still in flight"
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run_example_instrumented(script: str, *arguments: str) -> list[dict[str, Any]]:
+    """Run ``examples/<script>`` unmodified under ``opentelemetry-instrument`` with the console
+    exporters, as a user would; return the JSON documents they printed (spans, metrics)."""
+    environment = {
+        **os.environ,
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_METRICS_EXPORTER": "console",
+        "OTEL_LOGS_EXPORTER": "none",
+        "OTEL_METRIC_EXPORT_INTERVAL": "600000",  # one export, at shutdown
+        "OTEL_SERVICE_NAME": f"example-{Path(script).stem}",
+    }
+    completed = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "opentelemetry-instrument"),
+            sys.executable,
+            str(EXAMPLES / script),
+            *arguments,
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=180,
+        check=True,
+    )
+    return _json_documents(completed.stdout)
+
+
+def console_spans(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in documents if "context" in d and "name" in d]
+
+
+def console_points(documents: list[dict[str, Any]], metric_name: str) -> list[dict[str, Any]]:
+    """Data points of ``metric_name`` in the last metrics export (they are cumulative)."""
+    exports = [d for d in documents if "resource_metrics" in d]
+    if not exports:
+        return []
+    return [
+        point
+        for resource in exports[-1]["resource_metrics"]
+        for scope in resource["scope_metrics"]
+        for metric in scope["metrics"]
+        if metric["name"] == metric_name
+        for point in metric["data"]["data_points"]
+    ]
+
+
+def _json_documents(text: str) -> list[dict[str, Any]]:
+    """The console exporters print JSON documents between the script's own output lines."""
+    decoder = json.JSONDecoder()
+    documents: list[dict[str, Any]] = []
+    index = 0
+    while (start := text.find("{", index)) >= 0:
+        try:
+            document, index = decoder.raw_decode(text, start)
+        except ValueError:
+            index = start + 1
+            continue
+        if isinstance(document, dict):
+            documents.append(document)
+    return documents

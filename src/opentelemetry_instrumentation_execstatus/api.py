@@ -67,6 +67,7 @@ def report_status(
     parent_id: Hashable | None = None,
     run_id: str | None = None,
     attempt: int | None = None,
+    correlation_id: str | None = None,
     timestamp: Timestamp | None = None,
     error: BaseException | str | None = None,
 ) -> None:
@@ -74,8 +75,9 @@ def report_status(
 
     The first report of an execution starts its span (a child of ``parent_id``'s, if that is
     in flight); a final status (succeeded, cached, failed, system_error, skipped, cancelled)
-    ends it. ``level``, ``name``, ``pipeline``, ``parent_id``, ``run_id`` and ``attempt`` are
-    read on the first report only. ``timestamp`` (a datetime or epoch seconds) is when the
+    ends it. ``level``, ``name``, ``pipeline``, ``parent_id``, ``run_id``, ``attempt`` and
+    ``correlation_id`` (what ties retries of one business request together) are read on the
+    first report only. ``timestamp`` (a datetime or epoch seconds) is when the
     change happened, if not now: durations then survive the reporter's restarts.
     """
     live = telemetry.current()
@@ -91,6 +93,7 @@ def report_status(
         parent_key=None if parent_id is None else _key(parent_id),
         run_id=run_id if run_id is not None else str(execution_id),
         attempt=attempt,
+        correlation_id=correlation_id,
         timestamp=timestamp,
         error=error,
     )

@@ -55,6 +55,8 @@ class _Execution:
     __slots__ = (
         "attempt",
         "context",
+        "correlation_id",
+        "emit_span",
         "level",
         "lock",
         "metric_pipeline",
@@ -76,6 +78,8 @@ class _Execution:
         pipeline_name: str | None,
         run_id: str | None,
         attempt: int | None,
+        correlation_id: str | None,
+        emit_span: bool,
     ) -> None:
         self.lock = threading.Lock()
         self.orchestrator = orchestrator
@@ -84,6 +88,8 @@ class _Execution:
         self.pipeline_name = pipeline_name
         self.run_id = run_id
         self.attempt = attempt
+        self.correlation_id = correlation_id
+        self.emit_span = emit_span
         self.status: ExecutionStatus | None = None  # None until its first status is emitted
         self.since_ns = 0
         self.span: Span | None = None
@@ -219,14 +225,19 @@ class StatusTracker:
         parent_context: Context | None = None,
         run_id: Any = None,
         attempt: int | None = None,
+        correlation_id: Any = None,
+        emit_span: bool = True,
         timestamp: clock.Timestamp | None = None,
         error: Any = None,
     ) -> None:
         """Record that execution ``key`` is now in ``status``.
 
         ``key`` identifies the execution among all orchestrators (adapters prefix theirs).
-        Identity arguments (name, parent, run id...) are read on the first observed status
-        only. ``status`` is a canonical status or its string; anything else is ``unknown``.
+        Identity arguments (name, parent, run and correlation ids, ``emit_span``...) are read
+        on the first observed status only. ``status`` is a canonical status or its string;
+        anything else is ``unknown``. ``emit_span=False`` keeps the metrics but starts no span
+        (for work the orchestrator already traces itself); the histogram is then recorded in
+        the current context, so its exemplars still lead to the orchestrator's span.
         ``timestamp`` is the orchestrator's own time of the change, when it has one.
         ``error`` (an exception or an error type name) is reported on a failed final status.
         """
@@ -236,7 +247,16 @@ class StatusTracker:
         at_ns = clock.now_ns() if timestamp is None else clock.from_timestamp(timestamp)
 
         execution, evicted = self._lookup_or_create(
-            key, orchestrator, level, name, pipeline_name, parent_key, run_id, attempt
+            key,
+            orchestrator,
+            level,
+            name,
+            pipeline_name,
+            parent_key,
+            run_id,
+            attempt,
+            correlation_id,
+            emit_span,
         )
         for old in evicted:
             self._end_evicted(old, at_ns)
@@ -276,6 +296,8 @@ class StatusTracker:
         parent_key: Hashable | None,
         run_id: Any,
         attempt: int | None,
+        correlation_id: Any,
+        emit_span: bool,
     ) -> tuple[_Execution | None, list[_Execution]]:
         with self._lock:
             execution = self._in_flight.get(key)
@@ -295,6 +317,8 @@ class StatusTracker:
             pipeline,
             clean_text(run_id),
             attempt if isinstance(attempt, int) and attempt > 0 else None,
+            clean_text(correlation_id),
+            emit_span,
         )
         if self._config.names_on_metrics:
             fresh.metric_pipeline = self._pipeline_names.admit(pipeline)
@@ -324,8 +348,10 @@ class StatusTracker:
         if len(self._ended) > self._config.max_in_flight:
             del self._ended[next(iter(self._ended))]
 
-    def _wants_span(self, level: ExecutionLevel) -> bool:
-        return level is not ExecutionLevel.ITEM or self._config.item_spans
+    def _wants_span(self, execution: _Execution) -> bool:
+        if not execution.emit_span:
+            return False
+        return execution.level is not ExecutionLevel.ITEM or self._config.item_spans
 
     def _begin(
         self,
@@ -336,7 +362,7 @@ class StatusTracker:
     ) -> None:
         execution.status = current
         execution.since_ns = at_ns
-        if self._wants_span(execution.level):
+        if self._wants_span(execution):
             span = self._tracer.start_span(
                 _span_name(execution),
                 context=parent_context,
@@ -469,6 +495,8 @@ def _start_attributes(execution: _Execution) -> dict[str, Any]:
             attributes[semconv.CICD_PIPELINE_TASK_RUN_ID] = execution.run_id
     if execution.attempt is not None:
         attributes[semconv.EXECUTION_ATTEMPT] = execution.attempt
+    if execution.correlation_id is not None:
+        attributes[semconv.EXECUTION_CORRELATION_ID] = execution.correlation_id
     return attributes
 
 

@@ -272,3 +272,27 @@ def test_executions_in_flight_at_exit_end_as_cancelled(instrument):
         "s": "cancelled",
     }
     assert telemetry.current().tracker.in_flight_count() == 0
+
+
+def test_correlation_id_is_carried_on_the_span(instrument):
+    otel = instrument()
+    api.report_status("r", "running", level="pipeline", pipeline="p", correlation_id="order-7")
+    api.report_status("r", "succeeded")
+    assert otel.span("RUN p").attributes["execution.correlation_id"] == "order-7"
+
+
+def test_work_the_orchestrator_traces_itself_gets_metrics_but_no_span(instrument):
+    """emit_span=False: no second span; the histogram's exemplar is the orchestrator's span."""
+    otel = instrument()
+    tracker = telemetry.current().tracker
+    tracer = otel.tracer_provider.get_tracer("orchestrator")
+    with tracer.start_as_current_span("step:load") as own_span:
+        for status in ("running", "succeeded"):
+            tracker.transition(
+                "k", status, orchestrator="loom", level="step", name="load", emit_span=False
+            )
+    assert [s.name for s in otel.spans()] == ["step:load"]
+    (point,) = otel.points("execution.status_transition.duration")
+    assert dict(point.attributes)["cicd.pipeline.task.name"] == "load"
+    assert [e.span_id for e in point.exemplars] == [own_span.get_span_context().span_id]
+    assert tracker.in_flight_count() == 0

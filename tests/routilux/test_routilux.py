@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
-import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import routilux.core.hooks as routilux_hooks
@@ -19,13 +16,18 @@ from routilux.core import Flow, FlowRegistry, Routine, Runtime
 from routilux.core.hooks import NullExecutionHooks, set_execution_hooks
 from routilux.core.manager import WorkerManager
 from routilux.core.runtime import Runtime as RuntimeClass
-from support import wait_until_settled
+from support import (
+    EXAMPLES,
+    console_points,
+    console_spans,
+    run_example_instrumented,
+    wait_until_settled,
+)
 
 from opentelemetry_instrumentation_execstatus import telemetry
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 sys.path.insert(0, str(EXAMPLES))
-import routilux_pipeline  # noqa: E402
+import routilux_pipeline
 
 STEPS = ("extract", "transform", "load", "audit")
 _flow_ids = itertools.count()
@@ -282,34 +284,18 @@ def test_instrumentation_errors_never_reach_the_pipeline(instrument, flow_id, ca
     assert otel.spans() == []
 
 
-def test_zero_code_under_opentelemetry_instrument(tmp_path):
-    bin_dir = Path(sys.executable).parent
-    env = {
-        **os.environ,
-        "OTEL_SERVICE_NAME": "routilux-demo",
-        "OTEL_METRIC_EXPORT_INTERVAL": "60000",
-        "OTEL_LOGS_EXPORTER": "none",
+def test_zero_code_under_opentelemetry_instrument():
+    documents = run_example_instrumented("routilux_pipeline.py")
+
+    spans = console_spans(documents)
+    (run,) = [s for s in spans if s["name"] == "RUN nightly_etl"]
+    steps = [s for s in spans if s["parent_id"] == run["context"]["span_id"]]
+    assert sorted(s["name"] for s in steps) == sorted(STEPS)
+    pipeline_moves = {
+        (p["attributes"]["execution.status.from"], p["attributes"]["execution.status.to"])
+        for p in console_points(documents, "execution.status_transition.duration")
+        if p["attributes"]["execution.level"] == "pipeline"
     }
-    completed = subprocess.run(
-        [
-            str(bin_dir / "opentelemetry-instrument"),
-            "--traces_exporter",
-            "console",
-            "--metrics_exporter",
-            "console",
-            sys.executable,
-            str(EXAMPLES / "routilux_pipeline.py"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    out = completed.stdout
-    assert '"name": "RUN nightly_etl"' in out
-    for step in STEPS:
-        assert f'"name": "{step}"' in out
-    assert '"name": "execution.status_transition.duration"' in out
-    assert '"execution.status.from": "queued"' in out
-    assert '"name": "execution.worker.spawns"' in out
+    assert pipeline_moves == {("queued", "running"), ("running", "failed")}
+    spawns = console_points(documents, "execution.worker.spawns")
+    assert [p["value"] for p in spawns] == [1]

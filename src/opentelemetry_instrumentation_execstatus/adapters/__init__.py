@@ -38,9 +38,10 @@ class Adapter(ABC):
 
 
 def all_adapters() -> list[type[Adapter]]:
+    from opentelemetry_instrumentation_execstatus.adapters.orcapod import OrcapodAdapter
     from opentelemetry_instrumentation_execstatus.adapters.routilux import RoutiluxAdapter
     from opentelemetry_instrumentation_execstatus.adapters.routilux_legacy import (
         RoutiluxLegacyAdapter,
     )
 
-    return [RoutiluxAdapter, RoutiluxLegacyAdapter]
+    return [RoutiluxAdapter, RoutiluxLegacyAdapter, OrcapodAdapter]
