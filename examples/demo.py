@@ -1,9 +1,10 @@
-"""The demo: run the routilux pipeline instrumented and show what was emitted.
+"""The demo: run an example pipeline instrumented and show what was emitted.
 
-    python examples/demo.py [--jobs N]
+    python examples/demo.py [--orchestrator routilux|orcapod|loom] [--runs N]
 
-Prints the span tree of every run with durations and final statuses, the time spent per
-status transition (``execution.status_transition.duration``) and the worker counters. When
+Runs ``examples/<orchestrator>_pipeline.py`` (routilux by default) and prints the span tree of
+every run with durations and final statuses, the time spent per status transition
+(``execution.status_transition.duration``) and the worker counters. When
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, the same telemetry is also exported over OTLP.
 """
 
@@ -13,10 +14,11 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader
@@ -28,16 +30,44 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor, telemetry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import routilux_pipeline
+
+
+def _run_routilux(runs: int) -> None:
+    import routilux_pipeline
+
+    routilux_pipeline.run(jobs=runs)
+    _wait_for_routines_to_return()
+
+
+def _run_orcapod(runs: int) -> None:
+    import orcapod_pipeline
+
+    orcapod_pipeline.run(runs=runs)
+
+
+def _run_loom(runs: int) -> None:
+    import loom_pipeline
+
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as directory:
+            loom_pipeline.nightly(directory)
+
+
+PIPELINES: dict[str, Callable[[int], None]] = {
+    "routilux": _run_routilux,
+    "orcapod": _run_orcapod,
+    "loom": _run_loom,
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=2, help="pipeline runs to post (default 2)")
-    jobs = parser.parse_args().jobs
-    # routilux logs the audit routine's (intended) failure with a traceback; the span tree
-    # below shows it, so keep the terminal readable.
-    logging.getLogger("routilux").setLevel(logging.CRITICAL)
+    parser.add_argument("--orchestrator", choices=sorted(PIPELINES), default="routilux")
+    parser.add_argument("--runs", type=int, default=2, help="pipeline runs (default 2)")
+    options = parser.parse_args()
+    # Each example fails one step on purpose; the orchestrator logs that with a traceback, and
+    # the span tree below shows it, so its logger is quieted to keep the terminal readable.
+    logging.getLogger(options.orchestrator).setLevel(logging.CRITICAL)
 
     resource = Resource.create({"service.name": "execstatus-demo"})
     spans = InMemorySpanExporter()
@@ -53,8 +83,7 @@ def main() -> None:
     ExecStatusInstrumentor().instrument(
         tracer_provider=tracer_provider, meter_provider=meter_provider
     )
-    routilux_pipeline.run(jobs=jobs)
-    _wait_for_routines_to_return()
+    PIPELINES[options.orchestrator](options.runs)
 
     print(_span_tree(spans.get_finished_spans()))
     print(_status_table(reader))
@@ -136,14 +165,16 @@ def _status_table(reader: InMemoryMetricReader) -> str:
     rows.sort()
     lines = [
         "\nTime spent per status (execution.status_transition.duration)",
-        f"  {'level':<9} {'name':<14} {'transition':<22} {'count':>5} {'mean':>10}",
+        f"  {'level':<9} {'name':<18} {'transition':<22} {'count':>5} {'mean':>10}",
     ]
     for level, name, transition, count, mean in rows:
-        lines.append(f"  {level:<9} {name:<14} {transition:<22} {count:>5} {mean:>7.1f} ms")
+        lines.append(f"  {level:<9} {name:<18} {transition:<22} {count:>5} {mean:>7.1f} ms")
     return "\n".join(lines)
 
 
 def _worker_counters(reader: InMemoryMetricReader) -> str:
+    if not _points(reader, "execution.worker.spawns"):
+        return "\nWorker counters: none (this orchestrator has no workers of its own)"
     lines = ["\nWorker counters"]
     for metric, label in (
         ("execution.worker.spawns", "execution.worker.outcome"),

@@ -264,7 +264,11 @@ class StatusTracker:
             return
         # Read outside this execution's lock: parent and child locks are never held together.
         if execution.status is None:
-            inherited_context = parent_context or self._parent_context(parent_key)
+            inherited_context = (
+                parent_context
+                if parent_context is not None  # an empty Context is falsy, yet explicit
+                else self._parent_context(parent_key)
+            )
         else:
             inherited_context = None
 

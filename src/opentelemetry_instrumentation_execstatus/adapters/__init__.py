@@ -38,10 +38,11 @@ class Adapter(ABC):
 
 
 def all_adapters() -> list[type[Adapter]]:
+    from opentelemetry_instrumentation_execstatus.adapters.loom import LoomAdapter
     from opentelemetry_instrumentation_execstatus.adapters.orcapod import OrcapodAdapter
     from opentelemetry_instrumentation_execstatus.adapters.routilux import RoutiluxAdapter
     from opentelemetry_instrumentation_execstatus.adapters.routilux_legacy import (
         RoutiluxLegacyAdapter,
     )
 
-    return [RoutiluxAdapter, RoutiluxLegacyAdapter, OrcapodAdapter]
+    return [RoutiluxAdapter, RoutiluxLegacyAdapter, OrcapodAdapter, LoomAdapter]
