@@ -383,8 +383,10 @@ class StatusTracker:
                     _status_change_attributes(None, current),
                     timestamp=clock.to_wall_ns(at_ns),
                 )
+        elif execution.emit_span:
+            execution.context = parent_context  # an item without a span: its stage's
         else:
-            execution.context = parent_context
+            execution.context = None  # traced by the orchestrator: whatever span is current
         if not current.is_final:
             self._active.add(
                 1, _active_attributes(execution.orchestrator, execution.level, current)

@@ -9,10 +9,13 @@ from collections import Counter
 
 import pytest
 from opentelemetry.trace import StatusCode
+from orcapod import Pipeline, PipelineJob, function_pod
 from orcapod.databases import InMemoryArrowDatabase
+from orcapod.operators import Join
 from orcapod.pipeline.async_orchestrator import AsyncPipelineOrchestrator
 from orcapod.pipeline.status_observer import StatusObserver
 from orcapod.pipeline.sync_orchestrator import SyncPipelineOrchestrator
+from orcapod.sources import DictSource
 from support import EXAMPLES, console_points, console_spans, run_example_instrumented
 
 from opentelemetry_instrumentation_execstatus import telemetry
@@ -141,6 +144,31 @@ def test_run_nodes_and_items_on_the_sync_orchestrator(instrument):
     }
     assert _counts(otel, execution_level="pipeline") == {("running", "failed"): 1}
     assert telemetry.current().tracker.in_flight_count() == 0
+
+
+def test_every_node_of_a_join_is_a_stage(instrument):
+    """Two sources (hooks on the root observer), an operator and a function node."""
+
+    @function_pod(output_keys="total")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    xs = DictSource([{"id": i, "x": i} for i in range(3)], tag_columns="id", source_id="xs")
+    ys = DictSource([{"id": i, "y": 10 * i} for i in range(3)], tag_columns="id", source_id="ys")
+    with Pipeline("joined") as pipeline:
+        add.pod(Join()(xs, ys))
+    job = PipelineJob.from_pipeline(
+        pipeline, store=InMemoryArrowDatabase(), sources={"xs": xs, "ys": ys}
+    )
+    otel = instrument()
+    job.run()
+
+    run = otel.span("RUN joined")
+    stages = _stages(otel, run)
+    assert sorted(stages) == ["Join", "add", "xs", "ys"]
+    assert {s.attributes["execution.status"] for s in stages.values()} == {"succeeded"}
+    assert run.attributes["execution.status"] == "succeeded"
+    assert _counts(otel, execution_level="item") == {("running", "succeeded"): 3}
 
 
 def test_cache_hits_are_cached_never_succeeded(instrument):

@@ -264,18 +264,19 @@ class _Run:
 class _RunObserver:
     """Our side of the ``CompositeObserver``: orcapod's observer protocol, both vocabularies.
 
-    ``contextualize`` gives each node its own view, so item hooks find their node without
-    relying on labels being unique; hooks orcapod calls on the root observer (source nodes)
-    find it by label.
+    ``contextualize`` gives each node its own view, which remembers that node, so item hooks
+    find it without relying on labels being unique. orcapod calls source nodes' hooks on the
+    root observer itself; there nodes are found by label.
     """
 
-    def __init__(self, run: _Run, no_op_logger: Any, node: _Node | None = None) -> None:
+    def __init__(self, run: _Run, no_op_logger: Any, contextualized: bool = False) -> None:
         self._run = run
         self._no_op_logger = no_op_logger
-        self._node = node
+        self._contextualized = contextualized
+        self._node: _Node | None = None
 
     def contextualize(self, *identity_path: str) -> _RunObserver:
-        return _RunObserver(self._run, self._no_op_logger)
+        return _RunObserver(self._run, self._no_op_logger, contextualized=True)
 
     @guarded
     def on_run_start(self, run_id: str, pipeline_uri: str = "", **_: Any) -> None:
@@ -289,7 +290,9 @@ class _RunObserver:
     def on_node_start(
         self, node_label: str, node_hash: str, tag_schema: Any = None, **_: Any
     ) -> None:
-        if self._node is None:  # a relay may announce the same node twice: the first counts
+        if not self._contextualized:
+            self._run.node_started(node_label, node_hash)
+        elif self._node is None:  # a relay may announce its node twice: the first counts
             self._node = self._run.node_started(node_label, node_hash)
 
     @guarded
