@@ -65,13 +65,30 @@ class Telemetry:
     def transitions(self, **where: str) -> dict[tuple[str, str], Any]:
         """Histogram points of execution.status_transition.duration by (from, to)."""
         selected = {}
-        for point in self.points("execution.status_transition.duration"):
-            attributes = dict(point.attributes)
-            if all(attributes.get(k.replace("_", ".")) == v for k, v in where.items()):
-                key = (attributes["execution.status.from"], attributes["execution.status.to"])
-                assert key not in selected, f"two points for {key} with {where}"
-                selected[key] = point
+        for point in self._transition_points(where):
+            key = _from_to(point)
+            assert key not in selected, f"two points for {key} with {where}"
+            selected[key] = point
         return selected
+
+    def transition_counts(self, **where: str) -> dict[tuple[str, str], int]:
+        """Histogram sample counts by (from, to), summed over the other attributes."""
+        counts: dict[tuple[str, str], int] = {}
+        for point in self._transition_points(where):
+            counts[_from_to(point)] = counts.get(_from_to(point), 0) + point.count
+        return counts
+
+    def _transition_points(self, where: dict[str, str]) -> list[Any]:
+        """Points whose attributes match ``where`` (keyword underscores stand for dots)."""
+        return [
+            point
+            for point in self.points("execution.status_transition.duration")
+            if all(point.attributes.get(k.replace("_", ".")) == v for k, v in where.items())
+        ]
+
+
+def _from_to(point: Any) -> tuple[str, str]:
+    return point.attributes["execution.status.from"], point.attributes["execution.status.to"]
 
 
 def wait_until_settled(timeout: float = 5.0) -> None:

@@ -75,18 +75,6 @@ def _parent_name(spans: dict[str, Any], span: Any) -> str | None:
     return parent.name
 
 
-def _counts(otel, **where: str) -> dict[tuple[str, str], int]:
-    """Histogram sample counts by (from, to), summed over the points matching ``where``."""
-    counts: Counter = Counter()
-    for point in otel.points("execution.status_transition.duration"):
-        attributes = point.attributes
-        if all(attributes.get(k.replace("_", ".")) == v for k, v in where.items()):
-            counts[attributes["execution.status.from"], attributes["execution.status.to"]] += (
-                point.count
-            )
-    return dict(counts)
-
-
 def _statuses(span: Any) -> list[str]:
     return [
         e.attributes["execution.status.to"]
@@ -151,7 +139,7 @@ def test_run_becomes_pipeline_stage_and_step_spans(instrument, tmp_path):
     assert started_on["ExtractOrders"] == "MainThread"
 
     for level, count in (("pipeline", 1), ("stage", 2), ("step", 4)):
-        assert _counts(otel, execution_level=level) == {("running", "succeeded"): count}
+        assert otel.transition_counts(execution_level=level) == {("running", "succeeded"): count}
     for name in STAGE_OF:
         ((key, point),) = otel.transitions(cicd_pipeline_task_name=name).items()
         assert key == ("running", "succeeded")
@@ -189,9 +177,9 @@ def test_failing_step_fails_its_stage_and_run(instrument, tmp_path):
         assert "error.type" not in spans[name].attributes
     assert _parent_name(spans, spans["TotalByCountry"]) == "StageOrders"
 
-    assert _counts(otel, execution_level="pipeline") == {("running", "failed"): 1}
-    assert _counts(otel, execution_level="stage") == {("running", "failed"): 1}
-    assert _counts(otel, execution_level="step") == {
+    assert otel.transition_counts(execution_level="pipeline") == {("running", "failed"): 1}
+    assert otel.transition_counts(execution_level="stage") == {("running", "failed"): 1}
+    assert otel.transition_counts(execution_level="step") == {
         ("running", "succeeded"): 2,
         ("running", "failed"): 1,
     }
@@ -271,9 +259,9 @@ def test_exception_passes_through_and_ends_every_level(
     else:  # loom emits no event at all for a KeyboardInterrupt: ended as the call unwinds
         assert spans["RUN HookedRun"].attributes["cicd.pipeline.result"] == "cancellation"
         assert "error.type" not in spans["Hooked"].attributes
-    assert _counts(otel, execution_level="pipeline") == {("running", status): 1}
-    assert _counts(otel, cicd_pipeline_task_name="HookedStage") == {("running", status): 1}
-    assert _counts(otel, cicd_pipeline_task_name="Hooked") == {("running", status): 1}
+    assert otel.transition_counts(execution_level="pipeline") == {("running", status): 1}
+    assert otel.transition_counts(cicd_pipeline_task_name="HookedStage") == {("running", status): 1}
+    assert otel.transition_counts(cicd_pipeline_task_name="Hooked") == {("running", status): 1}
     assert set(otel.sums("execution.active").values()) == {0}
     assert telemetry.current().tracker.in_flight_count() == 0
 
@@ -316,7 +304,7 @@ def test_instrumenting_mid_run_starts_no_span_from_an_end(instrument, tmp_path, 
         ["StageOrders", "ExtractOrders", "TotalByCountry", "CountOrders"]
     )
     assert spans["StageOrders"].parent is None  # its run was never seen
-    assert _counts(otel, execution_level="pipeline") == {}
+    assert otel.transition_counts(execution_level="pipeline") == {}
     assert telemetry.current().tracker.in_flight_count() == 0
 
 
@@ -367,15 +355,15 @@ def test_loom_tracing_itself_gets_no_second_set_of_spans(instrument, tmp_path):
     points = otel.points("execution.status_transition.duration")
     exemplar_spans = {x.span_id for point in points for x in point.exemplars}
     assert exemplar_spans and exemplar_spans <= {s.context.span_id for s in otel.spans()}
-    assert _counts(otel, execution_level="pipeline", cicd_pipeline_name=PIPELINE) == {
+    assert otel.transition_counts(execution_level="pipeline", cicd_pipeline_name=PIPELINE) == {
         ("running", "failed"): 1,
         ("running", "succeeded"): 1,
     }
-    assert _counts(otel, execution_level="stage") == {
+    assert otel.transition_counts(execution_level="stage") == {
         ("running", "failed"): 1,
         ("running", "succeeded"): 2,
     }
-    assert _counts(otel, execution_level="step") == {
+    assert otel.transition_counts(execution_level="step") == {
         ("running", "failed"): 1,
         ("running", "succeeded"): 6,
     }

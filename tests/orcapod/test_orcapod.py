@@ -88,17 +88,6 @@ def _stages(otel, run):
     }
 
 
-def _counts(otel, **where):
-    """Histogram sample counts by (from, to), summed over the other attributes."""
-    counts = Counter()
-    for point in otel.points("execution.status_transition.duration"):
-        attributes = point.attributes
-        if all(attributes.get(k.replace("_", ".")) == v for k, v in where.items()):
-            key = (attributes["execution.status.from"], attributes["execution.status.to"])
-            counts[key] += point.count
-    return dict(counts)
-
-
 def test_run_nodes_and_items_on_the_sync_orchestrator(instrument):
     otel = instrument()
     recorder = RecordingObserver()
@@ -131,18 +120,18 @@ def test_run_nodes_and_items_on_the_sync_orchestrator(instrument):
         assert stages[name].status.status_code is StatusCode.UNSET
     assert stages["numbers"].end_time <= stages["double"].start_time  # sync: one node at a time
 
-    assert _counts(otel, execution_level="item", cicd_pipeline_task_name="double") == {
+    assert otel.transition_counts(execution_level="item", cicd_pipeline_task_name="double") == {
         ("running", "succeeded"): 3,
         ("running", "failed"): 1,
     }
-    assert _counts(otel, execution_level="item", cicd_pipeline_task_name="add_one") == {
+    assert otel.transition_counts(execution_level="item", cicd_pipeline_task_name="add_one") == {
         ("running", "succeeded"): 3
     }
-    assert _counts(otel, execution_level="stage") == {
+    assert otel.transition_counts(execution_level="stage") == {
         ("running", "succeeded"): 2,
         ("running", "failed"): 1,
     }
-    assert _counts(otel, execution_level="pipeline") == {("running", "failed"): 1}
+    assert otel.transition_counts(execution_level="pipeline") == {("running", "failed"): 1}
     assert telemetry.current().tracker.in_flight_count() == 0
 
 
@@ -168,7 +157,7 @@ def test_every_node_of_a_join_is_a_stage(instrument):
     assert sorted(stages) == ["Join", "add", "xs", "ys"]
     assert {s.attributes["execution.status"] for s in stages.values()} == {"succeeded"}
     assert run.attributes["execution.status"] == "succeeded"
-    assert _counts(otel, execution_level="item") == {("running", "succeeded"): 3}
+    assert otel.transition_counts(execution_level="item") == {("running", "succeeded"): 3}
 
 
 def test_cache_hits_are_cached_never_succeeded(instrument):
@@ -185,16 +174,16 @@ def test_cache_hits_are_cached_never_succeeded(instrument):
     assert stages["double"].attributes["execution.status"] == "failed"
     assert _stages(otel, first)["add_one"].attributes["execution.cached"] is False
 
-    assert _counts(otel, execution_level="item", cicd_pipeline_task_name="add_one") == {
+    assert otel.transition_counts(execution_level="item", cicd_pipeline_task_name="add_one") == {
         ("running", "succeeded"): 3,  # first run
         ("running", "cached"): 3,  # second run
     }
-    assert _counts(otel, execution_level="item", cicd_pipeline_task_name="double") == {
+    assert otel.transition_counts(execution_level="item", cicd_pipeline_task_name="double") == {
         ("running", "succeeded"): 3,
         ("running", "cached"): 3,
         ("running", "failed"): 2,
     }
-    assert _counts(otel, execution_level="stage", cicd_pipeline_task_name="add_one") == {
+    assert otel.transition_counts(execution_level="stage", cicd_pipeline_task_name="add_one") == {
         ("running", "succeeded"): 1,
         ("running", "cached"): 1,
     }
@@ -217,7 +206,7 @@ def test_async_orchestrator_overlapping_nodes_and_concurrent_items(instrument):
     assert stages["add_one"].attributes["execution.status"] == "succeeded"
     assert _stages(otel, second)["add_one"].attributes["execution.status"] == "cached"
     # Items were matched start-to-end although orcapod hands over a new tag object each time.
-    assert _counts(otel, execution_level="item", cicd_pipeline_task_name="double") == {
+    assert otel.transition_counts(execution_level="item", cicd_pipeline_task_name="double") == {
         ("running", "succeeded"): 3,
         ("running", "cached"): 3,
         ("running", "failed"): 2,
@@ -273,7 +262,9 @@ def test_cancelled_async_run_closes_its_open_nodes_and_items(instrument):
     # Items orcapod had started before the cancellation reached it are cancelled with it.
     started = [e for e in observer.events if e[0] == "data_start"]
     assert started
-    assert _counts(otel, execution_level="item") == {("running", "cancelled"): len(started)}
+    assert otel.transition_counts(execution_level="item") == {
+        ("running", "cancelled"): len(started)
+    }
     assert telemetry.current().tracker.in_flight_count() == 0
 
 
@@ -301,7 +292,7 @@ def test_fail_fast_reraises_exactly_as_without_instrumentation(instrument):
     stages = _stages(otel, run)
     assert sorted(stages) == ["double", "numbers"]  # add_one never started
     assert stages["double"].attributes["execution.status"] == "failed"
-    assert _counts(otel, execution_level="item") == {
+    assert otel.transition_counts(execution_level="item") == {
         ("running", "succeeded"): 3,
         ("running", "failed"): 1,
     }
@@ -376,7 +367,7 @@ def test_seed_packet_hook_names_reach_the_same_telemetry(instrument):
 
     assert otel.span("double").attributes["execution.status"] == "cached"
     assert otel.span("RUN packets").attributes["execution.status"] == "cached"
-    assert _counts(otel, execution_level="item") == {("running", "cached"): 1}
+    assert otel.transition_counts(execution_level="item") == {("running", "cached"): 1}
 
 
 def test_uninstrument_restores_the_orchestrators(instrument):
