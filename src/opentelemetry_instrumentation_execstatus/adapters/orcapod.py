@@ -144,7 +144,6 @@ class _Tally:
 @dataclass
 class _Node:
     key: Hashable
-    hash: str
     tally: _Tally = field(default_factory=_Tally)
     open_items: set[Hashable] = field(default_factory=set)
 
@@ -157,7 +156,7 @@ class _Run:
         self._item_spans = item_spans
         self.key: Hashable = ("orcapod", "run", serial)
         self.observer: Any = None
-        self._nodes: dict[str, _Node] = {}  # open nodes by label, for un-contextualized hooks
+        self._nodes: dict[str, _Node] = {}  # by label, for hooks called on the root observer
         self._open_nodes: dict[Hashable, _Node] = {}
         self._tally = _Tally()
         self._started = False
@@ -167,11 +166,10 @@ class _Run:
 
     def started(self, run_id: str, pipeline_uri: str) -> None:
         # Pipeline.run passes "<name>@<snapshot hash>"; the name is what stays stable.
-        name = pipeline_uri.partition("@")[0] if pipeline_uri else None
         self._started = True
         self._transition(
             self.key, ExecutionStatus.RUNNING, ExecutionLevel.PIPELINE,
-            pipeline_name=name or None, run_id=run_id,
+            pipeline_name=(pipeline_uri or "").partition("@")[0] or None, run_id=run_id,
         )  # fmt: skip
 
     def ended(self) -> None:
@@ -182,7 +180,7 @@ class _Run:
         """The orchestrator returned (``error`` None) or raised: end whatever is still open."""
         if not self._started:
             return  # it raised before the run began: there is no run to report
-        at = self._ended_at or clock.now()
+        at = self._ended_at if self._ended_at is not None else clock.now()
         interrupted = error is not None and not isinstance(error, Exception)
         for node in list(self._open_nodes.values()):
             if node.tally.failed:
@@ -204,7 +202,7 @@ class _Run:
     # -- nodes -------------------------------------------------------------------------
 
     def node_started(self, label: str, node_hash: str) -> _Node:
-        node = _Node(key=(*self.key, "node", node_hash), hash=node_hash)
+        node = _Node(key=(*self.key, "node", node_hash))
         self._nodes[label] = node
         self._open_nodes[node.key] = node
         self._transition(
