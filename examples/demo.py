@@ -63,7 +63,7 @@ PIPELINES: dict[str, Callable[[int], None]] = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orchestrator", choices=sorted(PIPELINES), default="routilux")
-    parser.add_argument("--runs", type=int, default=2, help="pipeline runs (default 2)")
+    parser.add_argument("--runs", type=int, default=2, help="times to run the example (default 2)")
     options = parser.parse_args()
     # Each example fails one step on purpose; the orchestrator logs that with a traceback, and
     # the span tree below shows it, so its logger is quieted to keep the terminal readable.
