@@ -69,9 +69,18 @@ class RecordingObserver:
         self.events.append(("data_crash", node_label, tag["id"], type(error).__name__))
 
     def create_data_logger(self, tag, data):
-        from orcapod.pipeline.observer import NoOpLogger
+        return _DataLogger(self.events, tag["id"])
 
-        return NoOpLogger()
+
+class _DataLogger:
+    """The user's data logger: orcapod hands it what it captured of each computed item."""
+
+    def __init__(self, events, item_id):
+        self._events = events
+        self._item_id = item_id
+
+    def record(self, **captured):
+        self._events.append(("logged", self._item_id, captured.get("success")))
 
 
 def _runs(otel):
@@ -95,6 +104,9 @@ def test_run_nodes_and_items_on_the_sync_orchestrator(instrument):
 
     (run,) = _runs(otel)
     (run_id,) = [event[1] for event in recorder.events if event[0] == "run_start"]
+    # orcapod still gives the user's data logger every computed item (ours offers a no-op one).
+    logged = Counter(event[1:] for event in recorder.events if event[0] == "logged")
+    assert logged == {(0, True): 2, (1, True): 2, (2, True): 2, (3, False): 1}
     stages = _stages(otel, run)
     assert sorted(stages) == sorted(NODES)
     assert len(otel.spans()) == 1 + len(NODES)  # items are metrics only, unless asked for
