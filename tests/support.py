@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,23 +41,24 @@ class Telemetry:
         return matches[0]
 
     def points(self, metric_name: str) -> list[Any]:
-        data = self.reader.get_metrics_data()
-        found: list[Any] = []
-        for resource_metrics in data.resource_metrics if data else []:
-            for scope_metrics in resource_metrics.scope_metrics:
-                for metric in scope_metrics.metrics:
-                    if metric.name == metric_name:
-                        found.extend(metric.data.data_points)
-        return found
+        return [
+            point for metric, _ in self._metrics(metric_name) for point in metric.data.data_points
+        ]
 
     def metric(self, metric_name: str) -> Any:
+        """The metric and its instrumentation scope."""
+        found = list(self._metrics(metric_name))
+        if not found:
+            raise AssertionError(f"no metric {metric_name}")
+        return found[0]
+
+    def _metrics(self, metric_name: str) -> Iterator[tuple[Any, Any]]:
         data = self.reader.get_metrics_data()
         for resource_metrics in data.resource_metrics if data else []:
             for scope_metrics in resource_metrics.scope_metrics:
                 for metric in scope_metrics.metrics:
                     if metric.name == metric_name:
-                        return metric, scope_metrics.scope
-        raise AssertionError(f"no metric {metric_name}")
+                        yield metric, scope_metrics.scope
 
     def sums(self, metric_name: str) -> dict[frozenset, int]:
         """Counter / up-down counter values by attribute set."""

@@ -285,14 +285,18 @@ def test_work_the_orchestrator_traces_itself_gets_metrics_but_no_span(instrument
     """emit_span=False: no second span; the histogram's exemplar is the orchestrator's span."""
     otel = instrument()
     tracker = telemetry.current().tracker
+    # A traced parent of ours: the untraced child's exemplar must not lead to it.
+    tracker.transition("run", "running", orchestrator="loom", level="pipeline", name="p")
     tracer = otel.tracer_provider.get_tracer("orchestrator")
     with tracer.start_as_current_span("step:load") as own_span:
         for status in ("running", "succeeded"):
             tracker.transition(
-                "k", status, orchestrator="loom", level="step", name="load", emit_span=False
-            )
+                "k", status, orchestrator="loom", level="step", name="load",
+                parent_key="run", emit_span=False,
+            )  # fmt: skip
     assert [s.name for s in otel.spans()] == ["step:load"]
     (point,) = otel.points("execution.status_transition.duration")
     assert dict(point.attributes)["cicd.pipeline.task.name"] == "load"
     assert [e.span_id for e in point.exemplars] == [own_span.get_span_context().span_id]
+    tracker.transition("run", "succeeded", orchestrator="loom", level="pipeline")
     assert tracker.in_flight_count() == 0
