@@ -1,9 +1,11 @@
-"""Applying wrapt patches when their module is imported, and removing exactly those.
+"""Applying patches when their module is imported, and removing exactly those.
 
 ``instrument()`` must import no orchestrator, so each patch waits for its module with a wrapt
 post-import hook (run at once when the module is already loaded). wrapt cannot unregister such
 hooks, so one dispatcher per module name is registered for the life of the process and forwards
-to whichever ``Patcher`` is active; after ``uninstrument()`` it forwards to nobody.
+to whichever ``Patcher`` is active; after ``uninstrument()`` it forwards to nobody. Besides wrapt
+wrappers (``Patch``), a patch may be any step that knows how to undo itself (``OnImport``), such
+as listening to a framework's own events.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import wrapt
 from opentelemetry.instrumentation.utils import unwrap
@@ -34,12 +36,24 @@ class Patch:
     wrapper: Wrapper
 
 
+@dataclass(frozen=True)
+class OnImport:
+    """Call ``apply(module)`` when ``module`` is imported; it returns what undoes it."""
+
+    module: str
+    apply: Callable[[ModuleType], Callable[[], None]]
+
+
+AnyPatch = Union[Patch, OnImport]
+
+
 class Patcher:
     """Owns one set of patches: applies each when its module loads, removes all on ``stop``."""
 
-    def __init__(self, patches: list[Patch]) -> None:
+    def __init__(self, patches: list[AnyPatch]) -> None:
         self._patches = patches
-        self._applied: list[tuple[Any, str]] = []
+        self._applied: set[Any] = set()  # what is applied: (owner, attribute) or an OnImport
+        self._undo: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._active = False
 
@@ -54,11 +68,15 @@ class Patcher:
         global _active_patcher
         with self._lock:
             self._active = False
-            applied, self._applied = self._applied, []
+            undo, self._undo = self._undo, []
+            self._applied = set()
         if _active_patcher is self:
             _active_patcher = None
-        for owner, attribute in reversed(applied):
-            unwrap(owner, attribute)
+        for step in reversed(undo):
+            try:
+                step()
+            except Exception:
+                report_internal_error("removing a patch")
 
     def _on_import(self, module: ModuleType) -> None:
         for patch in self._patches:
@@ -68,14 +86,23 @@ class Patcher:
                 if not self._active:
                     return
                 try:
-                    owner, attribute = _resolve(module, patch.target)
-                    if (owner, attribute) in self._applied:
-                        continue
-                    wrapt.wrap_function_wrapper(owner, attribute, patch.wrapper)
+                    self._apply(module, patch)
                 except Exception:
-                    report_internal_error(f"patching {patch.module}:{patch.target}")
-                    continue
-                self._applied.append((owner, attribute))
+                    report_internal_error(f"patching {patch.module}")
+
+    def _apply(self, module: ModuleType, patch: AnyPatch) -> None:
+        # Called with self._lock held.
+        if isinstance(patch, OnImport):
+            if patch not in self._applied:
+                self._undo.append(patch.apply(module))
+                self._applied.add(patch)
+            return
+        owner, attribute = _resolve(module, patch.target)
+        if (owner, attribute) in self._applied:
+            return
+        wrapt.wrap_function_wrapper(owner, attribute, patch.wrapper)
+        self._applied.add((owner, attribute))
+        self._undo.append(lambda: unwrap(owner, attribute))
 
 
 def _resolve(module: ModuleType, target: str) -> tuple[Any, str]:

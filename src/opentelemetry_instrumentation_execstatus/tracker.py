@@ -7,6 +7,15 @@ previous status on ``execution.status_transition.duration`` (inside the executio
 context, so exemplars lead to the trace), keeps ``execution.active`` right, and starts, annotates
 and ends the execution's span.
 
+Executions whose status lives in a database (``persisted=True``) are handled the way several
+writer processes need: a transition may carry the database's own record of the previous status
+and since when (``previous_status``, ``previous_since``), which wins over this process's, so a
+change made by another process or before a restart is measured right; ``execution.active``
+moves from that previous status to the new one (each writer adds its deltas, so the sum over
+writers is the number of rows in each status); the span starts at the first change this process
+sees, backdated to when the previous status began; and at exit an execution still in flight
+ends its span without any status change, since the database still holds its status.
+
 Concurrency: a global lock guards only the in-flight table (cheap dict operations); each
 execution has its own lock, held while its own telemetry is emitted, so SDK calls of different
 executions never wait for each other.
@@ -63,6 +72,8 @@ class _Execution:
         "metric_task",
         "name",
         "orchestrator",
+        "parent_key",
+        "persisted",
         "pipeline_name",
         "run_id",
         "since_ns",
@@ -80,6 +91,8 @@ class _Execution:
         attempt: int | None,
         correlation_id: str | None,
         emit_span: bool,
+        parent_key: Hashable | None,
+        persisted: bool,
     ) -> None:
         self.lock = threading.Lock()
         self.orchestrator = orchestrator
@@ -90,6 +103,8 @@ class _Execution:
         self.attempt = attempt
         self.correlation_id = correlation_id
         self.emit_span = emit_span
+        self.parent_key = parent_key
+        self.persisted = persisted
         self.status: ExecutionStatus | None = None  # None until its first status is emitted
         self.since_ns = 0
         self.span: Span | None = None
@@ -202,6 +217,9 @@ class StatusTracker:
         with self._lock:
             remaining = list(self._in_flight.items())
         for key, execution in remaining:
+            if execution.persisted:
+                self._release(execution, clock.now_ns())
+                continue
             self.transition(
                 key,
                 ExecutionStatus.CANCELLED,
@@ -227,24 +245,33 @@ class StatusTracker:
         attempt: int | None = None,
         correlation_id: Any = None,
         emit_span: bool = True,
+        persisted: bool = False,
         timestamp: clock.Timestamp | None = None,
+        previous_status: Any = None,
+        previous_since: clock.Timestamp | None = None,
         error: Any = None,
     ) -> None:
         """Record that execution ``key`` is now in ``status``.
 
         ``key`` identifies the execution among all orchestrators (adapters prefix theirs).
-        Identity arguments (name, parent, run and correlation ids, ``emit_span``...) are read
-        on the first observed status only. ``status`` is a canonical status or its string;
-        anything else is ``unknown``. ``emit_span=False`` keeps the metrics but starts no span
-        (for work the orchestrator already traces itself); the histogram is then recorded in
-        the current context, so its exemplars still lead to the orchestrator's span.
-        ``timestamp`` is the orchestrator's own time of the change, when it has one.
+        Identity arguments (name, parent, run and correlation ids, ``emit_span``,
+        ``persisted``...) are read on the first observed status only. ``status`` is a canonical
+        status or its string; anything else is ``unknown``. ``emit_span=False`` keeps the
+        metrics but starts no span (for work the orchestrator already traces itself); the
+        histogram is then recorded in the current context, so its exemplars still lead to the
+        orchestrator's span. ``timestamp`` is the orchestrator's own time of the change, when it
+        has one. ``previous_status`` and ``previous_since`` are, for a persisted execution, what
+        its database says it was in before this change and since when (either may be None).
         ``error`` (an exception or an error type name) is reported on a failed final status.
         """
         if not is_instrumentation_enabled():
             return
         current = to_status(status)
         at_ns = clock.now_ns() if timestamp is None else clock.from_timestamp(timestamp)
+        stored = None if previous_status is None else to_status(previous_status)
+        stored_since = None if previous_since is None else clock.from_timestamp(previous_since)
+        # A row taken from a final status back to a non-final one (a retry) is a new execution.
+        reopen = persisted and stored is not None and stored.is_final and not current.is_final
 
         execution, evicted = self._lookup_or_create(
             key,
@@ -257,29 +284,32 @@ class StatusTracker:
             attempt,
             correlation_id,
             emit_span,
+            persisted,
+            reopen,
         )
         for old in evicted:
             self._end_evicted(old, at_ns)
         if execution is None:
             return
         # Read outside this execution's lock: parent and child locks are never held together.
-        if execution.status is None:
+        if execution.span is None and (execution.status is None or execution.persisted):
             inherited_context = (
                 parent_context
                 if parent_context is not None  # an empty Context is falsy, yet explicit
-                else self._parent_context(parent_key)
+                else self._parent_context(execution.parent_key)
             )
         else:
             inherited_context = None
 
         with execution.lock:
-            previous = execution.status
-            if previous is not None and (previous is current or previous.is_final):
-                return  # same canonical status, or a late event after the end
-            if previous is None:
-                self._begin(execution, current, at_ns, inherited_context)
+            if execution.persisted:
+                applied = self._apply_persisted(
+                    execution, current, at_ns, stored, stored_since, inherited_context
+                )
             else:
-                self._change(execution, previous, current, at_ns)
+                applied = self._apply(execution, current, at_ns, inherited_context)
+            if not applied:
+                return
             if current.is_final:
                 self._finish(execution, current, at_ns, error)
         if current.is_final:
@@ -302,12 +332,14 @@ class StatusTracker:
         attempt: int | None,
         correlation_id: Any,
         emit_span: bool,
+        persisted: bool,
+        reopen: bool,
     ) -> tuple[_Execution | None, list[_Execution]]:
         with self._lock:
             execution = self._in_flight.get(key)
             if execution is not None:
                 return execution, []
-            if key in self._ended:
+            if key in self._ended and not reopen:
                 return None, []
         # Build outside the lock; a racing creator for the same key wins below.
         parent = self._in_flight.get(parent_key) if parent_key is not None else None
@@ -323,6 +355,8 @@ class StatusTracker:
             attempt if isinstance(attempt, int) and attempt > 0 else None,
             clean_text(correlation_id),
             emit_span,
+            parent_key,
+            persisted,
         )
         if self._config.names_on_metrics:
             fresh.metric_pipeline = self._pipeline_names.admit(pipeline)
@@ -334,7 +368,9 @@ class StatusTracker:
             if existing is not None:
                 return existing, []
             if key in self._ended:
-                return None, []
+                if not reopen:
+                    return None, []
+                del self._ended[key]
             self._in_flight[key] = fresh
             while len(self._in_flight) > self._config.max_in_flight:
                 oldest = next(iter(self._in_flight))
@@ -367,22 +403,7 @@ class StatusTracker:
         execution.status = current
         execution.since_ns = at_ns
         if self._wants_span(execution):
-            span = self._tracer.start_span(
-                _span_name(execution),
-                context=parent_context,
-                kind=SpanKind.INTERNAL,
-                attributes=_start_attributes(execution),
-                start_time=clock.to_wall_ns(at_ns),
-            )
-            execution.span = span
-            # Kept even for a sampled-out span, so children inherit the sampling decision.
-            execution.context = trace.set_span_in_context(span, parent_context)
-            if span.is_recording():
-                span.add_event(
-                    semconv.STATUS_CHANGE_EVENT,
-                    _status_change_attributes(None, current),
-                    timestamp=clock.to_wall_ns(at_ns),
-                )
+            self._open_span(execution, current, at_ns, parent_context)
         elif execution.emit_span:
             execution.context = parent_context  # an item without a span: its stage's
         else:
@@ -392,29 +413,124 @@ class StatusTracker:
                 1, _active_attributes(execution.orchestrator, execution.level, current)
             )
 
+    def _open_span(
+        self,
+        execution: _Execution,
+        first: ExecutionStatus,
+        at_ns: int,
+        parent_context: Context | None,
+    ) -> None:
+        span = self._tracer.start_span(
+            _span_name(execution),
+            context=parent_context,
+            kind=SpanKind.INTERNAL,
+            attributes=_start_attributes(execution),
+            start_time=clock.to_wall_ns(at_ns),
+        )
+        execution.span = span
+        # Kept even for a sampled-out span, so children inherit the sampling decision.
+        execution.context = trace.set_span_in_context(span, parent_context)
+        if span.is_recording():
+            span.add_event(
+                semconv.STATUS_CHANGE_EVENT,
+                _status_change_attributes(None, first),
+                timestamp=clock.to_wall_ns(at_ns),
+            )
+
+    def _apply(
+        self,
+        execution: _Execution,
+        current: ExecutionStatus,
+        at_ns: int,
+        parent_context: Context | None,
+    ) -> bool:
+        """A change as this process sees it; False when there is nothing to record."""
+        previous = execution.status
+        if previous is None:
+            self._begin(execution, current, at_ns, parent_context)
+            return True
+        if previous is current or previous.is_final:
+            return False  # same canonical status, or a late event after the end
+        self._change(execution, previous, current, at_ns, execution.since_ns, previous)
+        return True
+
+    def _apply_persisted(
+        self,
+        execution: _Execution,
+        current: ExecutionStatus,
+        at_ns: int,
+        stored: ExecutionStatus | None,
+        stored_since: int | None,
+        parent_context: Context | None,
+    ) -> bool:
+        """A change of a persisted execution, measured from the database's previous status.
+
+        The stored previous status and its time win over this process's record; without
+        them the record stands in. ``execution.active`` moves from the previous status to the
+        new one (a brand-new row only adds), whoever counted the previous one. The span is
+        opened at the first change seen here, backdated to when the previous status began.
+        """
+        recorded = execution.status
+        if recorded is not None and recorded.is_final:
+            return False  # a late event after the end
+        if stored is not None:
+            previous: ExecutionStatus | None = stored
+            since = stored_since
+            if since is None and recorded is stored:
+                since = execution.since_ns
+        else:
+            previous = recorded
+            since = execution.since_ns if recorded is not None else None
+        if previous is None:  # a new row: its first status
+            execution.status = current
+            execution.since_ns = at_ns
+            if not current.is_final:
+                self._active.add(
+                    1, _active_attributes(execution.orchestrator, execution.level, current)
+                )
+            return True
+        if previous is current:  # nothing changed, though this process may have been behind
+            execution.status = current
+            if since is not None:
+                execution.since_ns = since
+            return True
+        if execution.span is None and self._wants_span(execution):
+            self._open_span(execution, previous, at_ns if since is None else since, parent_context)
+        self._change(execution, previous, current, at_ns, since, previous)
+        return True
+
     def _change(
         self,
         execution: _Execution,
         previous: ExecutionStatus,
         current: ExecutionStatus,
         at_ns: int,
+        since_ns: int | None,
+        counted: ExecutionStatus | None,
     ) -> None:
-        seconds = clamp_seconds((at_ns - execution.since_ns) / 1e9)
+        """Leave ``previous`` (entered at ``since_ns``, if known) for ``current``.
+
+        ``counted`` is the status whose ``execution.active`` series gives this execution back.
+        """
         execution.status = current
         execution.since_ns = at_ns
-        self._duration.record(
-            seconds,
-            _transition_attributes(
-                execution.orchestrator,
-                execution.level,
-                execution.metric_pipeline,
-                execution.metric_task,
-                previous,
-                current,
-            ),
-            context=execution.context,
-        )
-        self._active.add(-1, _active_attributes(execution.orchestrator, execution.level, previous))
+        if since_ns is not None:
+            self._duration.record(
+                clamp_seconds((at_ns - since_ns) / 1e9),
+                _transition_attributes(
+                    execution.orchestrator,
+                    execution.level,
+                    execution.metric_pipeline,
+                    execution.metric_task,
+                    previous,
+                    current,
+                ),
+                context=execution.context,
+            )
+        if counted is not None and not counted.is_final:
+            self._active.add(
+                -1, _active_attributes(execution.orchestrator, execution.level, counted)
+            )
         if not current.is_final:
             self._active.add(
                 1, _active_attributes(execution.orchestrator, execution.level, current)
@@ -452,6 +568,22 @@ class StatusTracker:
                 span.set_status(Status(StatusCode.ERROR, error_type))
         span.end(end_time=clock.to_wall_ns(at_ns))
 
+    def _release(self, execution: _Execution, at_ns: int) -> None:
+        """Stop following a persisted execution: its status stays what the database says.
+
+        The span (if this process opened one) ends with the status it had, and
+        ``execution.active`` is left alone: the row is still in that status, and whichever
+        process changes it next moves the count.
+        """
+        with execution.lock:
+            span = execution.span
+            if span is None or execution.status is None or execution.status.is_final:
+                return
+            execution.span = None
+            if span.is_recording():
+                span.set_attribute(semconv.EXECUTION_STATUS, execution.status.value)
+            span.end(end_time=clock.to_wall_ns(at_ns))
+
     def _end_evicted(self, execution: _Execution, at_ns: int) -> None:
         """End an execution pushed out by the in-flight cap: its span closes as ``unknown``."""
         if not self._eviction_logged:
@@ -461,6 +593,9 @@ class StatusTracker:
                 "(raise max_in_flight if this is expected)",
                 self._config.max_in_flight,
             )
+        if execution.persisted:
+            self._release(execution, at_ns)
+            return
         with execution.lock:
             previous = execution.status
             if previous is None or previous.is_final:

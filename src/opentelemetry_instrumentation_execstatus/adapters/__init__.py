@@ -11,7 +11,7 @@ import importlib.util
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
-from opentelemetry_instrumentation_execstatus.patching import Patch
+from opentelemetry_instrumentation_execstatus.patching import AnyPatch
 from opentelemetry_instrumentation_execstatus.telemetry import Telemetry
 
 
@@ -33,7 +33,7 @@ class Adapter(ABC):
         return importlib.util.find_spec(cls.top_module) is not None
 
     @abstractmethod
-    def patches(self) -> list[Patch]:
+    def patches(self) -> list[AnyPatch]:
         """What to wrap; each patch is applied when its module is imported."""
 
 
@@ -44,5 +44,6 @@ def all_adapters() -> list[type[Adapter]]:
     from opentelemetry_instrumentation_execstatus.adapters.routilux_legacy import (
         RoutiluxLegacyAdapter,
     )
+    from opentelemetry_instrumentation_execstatus.adapters.tangle import TangleAdapter
 
-    return [RoutiluxAdapter, RoutiluxLegacyAdapter, OrcapodAdapter, LoomAdapter]
+    return [RoutiluxAdapter, RoutiluxLegacyAdapter, OrcapodAdapter, LoomAdapter, TangleAdapter]

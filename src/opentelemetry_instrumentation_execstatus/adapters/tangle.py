@@ -1,0 +1,117 @@
+"""Tangle (``cloud_pipelines_backend``): its execution nodes' status column, instrumented.
+
+Tangle keeps every execution node in a database and assigns
+``ExecutionNode.container_execution_status`` from many places in its orchestrator loop, so the
+adapter patches no code: when ``backend_types_sql`` is imported it instruments that column
+(see ``status_columns``), with Tangle's vocabulary:
+
+- ``ContainerExecutionStatus`` maps onto the canonical statuses (``PENDING`` is Tangle's
+  "starting": a launched container not yet running; a suspended node goes back to it);
+- a node that reuses a cached execution (``extra_data["reused_from_execution_node_id"]``) and
+  succeeds is ``cached``, never ``succeeded``;
+- the time a status began is read from the history Tangle keeps in ``extra_data``
+  (``container_execution_status_history``, ``first_observed_at``), so durations survive
+  restarts of the orchestrator;
+- a node is a step named by its task id in the parent graph, with its id as task run id.
+
+Only container nodes have a status; graph nodes and pipeline runs have none, so a node's span
+has no parent of ours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import Enum
+from types import ModuleType
+from typing import Any, Callable, Final
+
+from opentelemetry_instrumentation_execstatus.adapters import Adapter
+from opentelemetry_instrumentation_execstatus.patching import AnyPatch, OnImport
+from opentelemetry_instrumentation_execstatus.semconv import (
+    ExecutionLevel,
+    ExecutionStatus,
+    Orchestrator,
+)
+
+TANGLE_STATUSES: Final[Mapping[str, ExecutionStatus]] = {
+    "INVALID": ExecutionStatus.FAILED,  # an ended node whose task could not be run as given
+    "UNINITIALIZED": ExecutionStatus.PENDING,
+    "QUEUED": ExecutionStatus.QUEUED,
+    "WAITING_FOR_UPSTREAM": ExecutionStatus.WAITING,
+    "PENDING": ExecutionStatus.STARTING,
+    "RUNNING": ExecutionStatus.RUNNING,
+    "SUCCEEDED": ExecutionStatus.SUCCEEDED,
+    "FAILED": ExecutionStatus.FAILED,
+    "SYSTEM_ERROR": ExecutionStatus.SYSTEM_ERROR,
+    "CANCELLING": ExecutionStatus.CANCELLING,
+    "CANCELLED": ExecutionStatus.CANCELLED,
+    "SKIPPED": ExecutionStatus.SKIPPED,
+}
+"""``ContainerExecutionStatus`` value -> canonical status; any other value is ``unknown``."""
+
+EXTRA_DATA: Final = "extra_data"
+REUSED_FROM: Final = "reused_from_execution_node_id"
+STATUS_HISTORY: Final = "container_execution_status_history"
+
+
+def _value(raw: Any) -> Any:
+    return raw.value if isinstance(raw, Enum) else raw
+
+
+def _extra_data(loaded: Mapping[str, Any]) -> Mapping[str, Any]:
+    extra = loaded.get(EXTRA_DATA)
+    return extra if isinstance(extra, Mapping) else {}
+
+
+def tangle_status(raw: Any, loaded: Mapping[str, Any]) -> ExecutionStatus:
+    """A node's canonical status; a success reused from the cache is ``cached``."""
+    status = TANGLE_STATUSES.get(_value(raw), ExecutionStatus.UNKNOWN)
+    if status is ExecutionStatus.SUCCEEDED and _extra_data(loaded).get(REUSED_FROM):
+        return ExecutionStatus.CACHED
+    return status
+
+
+def tangle_status_changed_at(loaded: Mapping[str, Any], previous: Any) -> Any:
+    """When ``previous`` began: the latest entry for it in the node's status history.
+
+    Tangle's own listener may already have appended the new status, so the entry is looked up
+    by status rather than taken from the end.
+    """
+    history = _extra_data(loaded).get(STATUS_HISTORY)
+    if not isinstance(history, list):
+        return None
+    wanted = _value(previous)
+    for entry in reversed(history):
+        if isinstance(entry, Mapping) and entry.get("status") == wanted:
+            return entry.get("first_observed_at")
+    return None
+
+
+def instrument_execution_nodes(execution_node: type) -> Callable[[], None]:
+    """Instrument a Tangle-shaped ``ExecutionNode`` model; returns what undoes it."""
+    from opentelemetry_instrumentation_execstatus.status_columns import (
+        instrument_status_column,
+    )
+
+    column = instrument_status_column(
+        execution_node.container_execution_status,  # type: ignore[attr-defined]
+        name="task_id_in_parent_execution",
+        parent="parent_execution_id",
+        changed_at=tangle_status_changed_at,
+        statuses=tangle_status,
+        level=ExecutionLevel.STEP,
+        orchestrator=Orchestrator.TANGLE,
+    )
+    return column.remove
+
+
+class TangleAdapter(Adapter):
+    name = "tangle"
+    top_module = "cloud_pipelines_backend"
+
+    def patches(self) -> list[AnyPatch]:
+        return [OnImport("cloud_pipelines_backend.backend_types_sql", _instrument_module)]
+
+
+def _instrument_module(module: ModuleType) -> Callable[[], None]:
+    return instrument_execution_nodes(module.ExecutionNode)

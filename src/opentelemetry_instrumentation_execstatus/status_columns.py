@@ -1,0 +1,378 @@
+"""Status columns of SQLAlchemy-mapped models: every committed change of status is a transition.
+
+Orchestrators that keep their executions in a database (seed 000's Tangle) assign a status
+column from many code paths. Naming the column once makes every assignment a transition of the
+core, with no change to those code paths and no extra query:
+
+- The attribute "set" event sees every assignment, in memory, with the time it happened and the
+  value it replaced. That value is read only if it is already loaded (no ``active_history``, which
+  would SELECT an expired one); when it is not, the transaction's earlier changes or this
+  process's record of the row stand in.
+- Nothing is emitted until the session commits, and then in order, with the assignment times.
+  Flushing before the commit loses nothing, because nothing is taken from the session's dirty
+  set. An assignment that is rolled back (with its transaction or its savepoint) is dropped: it
+  never happened for the database, nor for the other processes that read it.
+- The row's identity, name and parent are read from its loaded state, never through attribute
+  access, which could load them. The duration of the previous status starts at the model's
+  "status changed at" value when it has one (persisted, so a restart in between changes
+  nothing), else at this process's record of the change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Callable, Optional, Union
+
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm.attributes import QueryableAttribute
+from sqlalchemy.orm.base import NO_VALUE
+from sqlalchemy.orm.state import InstanceState
+
+from opentelemetry_instrumentation_execstatus import clock, telemetry
+from opentelemetry_instrumentation_execstatus.normalize import to_enum, to_status
+from opentelemetry_instrumentation_execstatus.safety import guarded
+from opentelemetry_instrumentation_execstatus.semconv import (
+    ExecutionLevel,
+    ExecutionStatus,
+    Orchestrator,
+)
+
+Attribute = Union[QueryableAttribute, str]
+"""A mapped attribute (``Job.name``) or its key (``"name"``)."""
+
+StatusMap = Union[Mapping[Any, Any], Callable[[Any, Mapping[str, Any]], Any]]
+"""Raw value -> canonical status; a callable also gets the row's loaded values."""
+
+ChangedAt = Union[Attribute, Callable[[Mapping[str, Any], Any], Optional[clock.Timestamp]]]
+"""Where the previous status's start is stored: a column, or a callable given the row's loaded
+values and the previous raw status (for a history kept in a JSON column)."""
+
+_TOUCHED = "opentelemetry_instrumentation_execstatus.touched"
+
+
+@dataclass
+class _Change:
+    """One assignment, held until its transaction commits."""
+
+    raw: Any
+    status: ExecutionStatus
+    at: clock.Instant
+    previous: ExecutionStatus | None
+    previous_since: clock.Timestamp | None
+    transaction: SessionTransaction | None
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """Who a row is: its execution key and the names its spans carry."""
+
+    key: tuple[str, str, tuple[Any, ...]]
+    run_id: Any
+    name: Any
+    pipeline: Any
+    parent_key: tuple[str, str, tuple[Any, ...]] | None
+
+
+@dataclass
+class _Row:
+    """A row's changes in the current transaction, kept in its ``InstanceState.info``."""
+
+    changes: list[_Change] = field(default_factory=list)
+    facts: _Facts | None = None
+
+
+@dataclass(eq=False)
+class StatusColumn:
+    """An instrumented status column; ``instrument_status_column`` makes one."""
+
+    attribute: QueryableAttribute
+    id_key: str | None
+    name_key: str | None
+    pipeline_key: str | None
+    parent_key: str | None
+    parent_table: str
+    changed_at: ChangedAt | None
+    statuses: StatusMap | None
+    level: ExecutionLevel
+    orchestrator: Orchestrator
+    _listeners: list[tuple[Any, str, Callable[..., Any]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        mapper = inspect(self.attribute.class_)
+        self._table: str = mapper.persist_selectable.name
+        self._primary_key = tuple(
+            mapper.get_property_by_column(column).key for column in mapper.primary_key
+        )
+
+    def remove(self) -> None:
+        """Stop instrumenting the column (its listeners are removed)."""
+        for target, name, listener in self._listeners:
+            if event.contains(target, name, listener):
+                event.remove(target, name, listener)
+        self._listeners.clear()
+
+    # -- listeners -------------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        owner = self.attribute.class_
+        for target, name, listener in (
+            (self.attribute, "set", self._on_set),
+            (owner, "after_insert", self._on_flushed),
+            (owner, "after_update", self._on_flushed),
+        ):
+            event.listen(target, name, listener, raw=True, propagate=True)
+            self._listeners.append((target, name, listener))
+        _listen_to_sessions()
+
+    @guarded
+    def _on_set(self, state: InstanceState, value: Any, old: Any, _initiator: Any) -> None:
+        if value is None or telemetry.current() is None:
+            return
+        row: _Row | None = state.info.get(self)
+        loaded = old is not NO_VALUE and old is not None
+        if row is not None and row.changes and (not loaded or old == row.changes[-1].raw):
+            previous: ExecutionStatus | None = row.changes[-1].status
+            previous_since: clock.Timestamp | None = row.changes[-1].at
+        else:
+            # No change of this transaction stands before this one (or they were undone):
+            # the loaded value is the database's, and so is the stored time it began.
+            row = state.info[self] = _Row()
+            previous = self._canonical(old, state.dict) if loaded else None
+            previous_since = self._stored_since(state, old) if loaded else None
+        if loaded and old == value:
+            return
+        session = state.session
+        transaction = None
+        if session is not None:
+            transaction = session.get_nested_transaction() or session.get_transaction()
+            _touched(session)[(state, self)] = None
+        row.changes.append(
+            _Change(
+                value,
+                self._canonical(value, state.dict),
+                clock.now(),
+                previous,
+                previous_since,
+                transaction,
+            )
+        )
+
+    @guarded
+    def _on_flushed(self, _mapper: Any, _connection: Any, state: InstanceState) -> None:
+        """A row written by a flush: its identity is known now (and the object alive). An
+        object assigned before it joined the session is registered here, so its changes are
+        emitted with that session's commit."""
+        row: _Row | None = state.info.get(self)
+        if row is None or not row.changes:
+            return
+        row.facts = self._facts(state)
+        if state.session is not None:
+            _touched(state.session)[(state, self)] = None
+
+    # -- emission --------------------------------------------------------------------------
+
+    def _emit(self, state: InstanceState) -> None:
+        """The row's committed changes, in order, through the core (called at commit)."""
+        row: _Row | None = state.info.pop(self, None)
+        live = telemetry.current()
+        if row is None or row.facts is None or live is None:
+            return
+        facts = row.facts
+        for change in row.changes:
+            live.tracker.transition(
+                facts.key,
+                change.status,
+                orchestrator=self.orchestrator,
+                level=self.level,
+                name=facts.name,
+                pipeline_name=facts.pipeline,
+                parent_key=facts.parent_key,
+                run_id=facts.run_id,
+                persisted=True,
+                timestamp=change.at,
+                previous_status=change.previous,
+                previous_since=change.previous_since,
+            )
+
+    def _facts(self, state: InstanceState) -> _Facts:
+        """Who the row is, read at flush, while the object is surely alive and loaded."""
+        loaded = state.dict
+        identity = tuple(loaded.get(key) for key in self._primary_key)
+        if self.id_key is not None:
+            run_id = loaded.get(self.id_key)
+        else:
+            run_id = identity[0] if len(identity) == 1 else "/".join(map(str, identity))
+        parent = loaded.get(self.parent_key) if self.parent_key else None
+        return _Facts(
+            key=("sqlalchemy", self._table, identity),
+            run_id=run_id,
+            name=loaded.get(self.name_key) if self.name_key else None,
+            pipeline=loaded.get(self.pipeline_key) if self.pipeline_key else None,
+            parent_key=None if parent is None else ("sqlalchemy", self.parent_table, (parent,)),
+        )
+
+    def _drop(self, state: InstanceState, rolled_back: SessionTransaction) -> bool:
+        """Forget the changes made inside ``rolled_back``; True if none are left."""
+        row: _Row | None = state.info.get(self)
+        kept = [c for c in row.changes if not _inside(c.transaction, rolled_back)] if row else []
+        if row is not None and kept:
+            row.changes = kept
+            return False
+        state.info.pop(self, None)
+        return True
+
+    # -- reading the row -------------------------------------------------------------------
+
+    def _canonical(self, raw: Any, loaded: Mapping[str, Any]) -> ExecutionStatus:
+        statuses = self.statuses
+        if statuses is None:
+            return to_status(raw)
+        if callable(statuses):
+            return to_status(statuses(raw, loaded))
+        for candidate in (raw, raw.value if isinstance(raw, Enum) else None):
+            if candidate is not None and candidate in statuses:
+                return to_status(statuses[candidate])
+        return ExecutionStatus.UNKNOWN
+
+    def _stored_since(self, state: InstanceState, old: Any) -> clock.Timestamp | None:
+        """When the status being replaced began, as stored in the row (never loaded for it)."""
+        changed_at = self.changed_at
+        if changed_at is None:
+            return None
+        if callable(changed_at) and not isinstance(changed_at, QueryableAttribute):
+            return _as_timestamp(changed_at(state.dict, old))
+        key = _key_of(changed_at)
+        # The value as loaded from the database, even if this transaction already set it anew.
+        value = state.committed_state.get(key, state.dict.get(key))
+        return _as_timestamp(value)
+
+
+def instrument_status_column(
+    status: QueryableAttribute,
+    *,
+    id: Attribute | None = None,
+    name: Attribute | None = None,
+    pipeline: Attribute | None = None,
+    parent: Attribute | None = None,
+    changed_at: ChangedAt | None = None,
+    statuses: StatusMap | None = None,
+    level: ExecutionLevel | str = ExecutionLevel.STEP,
+    orchestrator: Orchestrator | str = Orchestrator.SQLALCHEMY,
+) -> StatusColumn:
+    """Make every committed assignment of ``status`` (e.g. ``Job.status``) a transition.
+
+    Each row is an execution at ``level``. ``id`` (default: the primary key) becomes
+    ``cicd.pipeline.task.run.id`` (``cicd.pipeline.run.id`` for pipelines), ``name`` the span
+    and task name, ``pipeline`` the pipeline name, ``parent`` a column holding the parent
+    execution's id (its table is taken from the column's foreign key, else this table), whose
+    span becomes the parent when it is in flight here. ``changed_at`` is where the row stores
+    when its status last changed. ``statuses`` maps raw values to canonical statuses (default:
+    by value or name, so ``"RUNNING"`` is ``running``); anything unmapped is ``unknown``.
+
+    The listeners do nothing while the instrumentation is off, so this may be called before
+    ``instrument()``. Returns the instrumented column; ``remove()`` undoes this call.
+    """
+    parent_key = _key_of(parent) if parent is not None else None
+    column = StatusColumn(
+        attribute=status,
+        id_key=_key_of(id) if id is not None else None,
+        name_key=_key_of(name) if name is not None else None,
+        pipeline_key=_key_of(pipeline) if pipeline is not None else None,
+        parent_key=parent_key,
+        parent_table=_parent_table(status, parent_key),
+        changed_at=changed_at,
+        statuses=statuses,
+        level=to_enum(ExecutionLevel, level, ExecutionLevel.STEP),
+        orchestrator=to_enum(Orchestrator, orchestrator, Orchestrator.UNKNOWN),
+    )
+    column._listen()
+    return column
+
+
+def _key_of(attribute: Attribute) -> str:
+    return attribute if isinstance(attribute, str) else attribute.key
+
+
+def _parent_table(status: QueryableAttribute, parent_key: str | None) -> str:
+    """The table the parent column points to: its foreign key's, else the status's own."""
+    table = status.class_.__table__
+    if parent_key is not None:
+        column = inspect(status.class_).columns.get(parent_key)
+        for foreign_key in getattr(column, "foreign_keys", ()):
+            return foreign_key.column.table.name
+    return table.name
+
+
+def _as_timestamp(value: Any) -> clock.Timestamp | None:
+    """A stored time: datetimes without a zone are UTC, as databases store them."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _inside(transaction: SessionTransaction | None, rolled_back: SessionTransaction) -> bool:
+    """Was a change made in ``transaction`` undone by rolling back ``rolled_back``?"""
+    if transaction is None:  # made outside any transaction: only the outermost undoes it
+        return rolled_back.parent is None
+    while transaction is not None:
+        if transaction is rolled_back:
+            return True
+        transaction = transaction.parent
+    return False
+
+
+# -- session events, shared by every instrumented column ----------------------------------------
+
+_sessions_listened = False
+
+
+def _touched(session: Session) -> dict[tuple[InstanceState, StatusColumn], None]:
+    return session.info.setdefault(_TOUCHED, {})
+
+
+def _listen_to_sessions() -> None:
+    """Installed once, for every session: cheap when a session changed no status."""
+    global _sessions_listened
+    if _sessions_listened:
+        return
+    _sessions_listened = True
+    event.listen(Session, "after_commit", _after_commit)
+    event.listen(Session, "after_soft_rollback", _after_soft_rollback)
+    event.listen(Session, "after_transaction_end", _after_transaction_end)
+
+
+@guarded
+def _after_commit(session: Session) -> None:
+    # Runs before the commit expires the instances: their loaded values are still there.
+    touched = session.info.pop(_TOUCHED, None)
+    for state, column in touched or ():
+        column._emit(state)
+
+
+@guarded
+def _after_soft_rollback(session: Session, rolled_back: SessionTransaction) -> None:
+    touched = session.info.get(_TOUCHED)
+    if not touched:
+        return
+    for state, column in list(touched):
+        if column._drop(state, rolled_back):
+            del touched[(state, column)]
+
+
+@guarded
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    """A session closed without committing: what it changed was never committed."""
+    if transaction.parent is None:
+        for state, column in session.info.pop(_TOUCHED, None) or ():
+            state.info.pop(column, None)

@@ -1,0 +1,33 @@
+"""A real SQLite database file per test, and a count of the statements sent to it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from models import Base
+from sqlalchemy import Engine, create_engine, event
+from tangle_like import TangleBase
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        self.url = f"sqlite:///{path}"
+        self.engine: Engine = create_engine(self.url)
+        self.statements: list[str] = []
+        event.listen(self.engine, "before_cursor_execute", self._count)
+        Base.metadata.create_all(self.engine)
+        TangleBase.metadata.create_all(self.engine)
+        self.statements.clear()
+
+    def _count(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        self.statements.append(statement.split(maxsplit=1)[0].upper())
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    database = Database(tmp_path / "executions.db")
+    yield database
+    database.engine.dispose()
