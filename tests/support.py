@@ -110,19 +110,24 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 def run_example_instrumented(script: str, *arguments: str) -> list[dict[str, Any]]:
     """Run ``examples/<script>`` unmodified under ``opentelemetry-instrument`` with the console
     exporters, as a user would; return the JSON documents they printed (spans, metrics)."""
+    return run_instrumented(EXAMPLES / script, *arguments)
+
+
+def run_instrumented(script: Path, *arguments: str) -> list[dict[str, Any]]:
+    """Run a Python script under ``opentelemetry-instrument`` with the console exporters."""
     environment = {
         **os.environ,
         "OTEL_TRACES_EXPORTER": "console",
         "OTEL_METRICS_EXPORTER": "console",
         "OTEL_LOGS_EXPORTER": "none",
         "OTEL_METRIC_EXPORT_INTERVAL": "600000",  # one export, at shutdown
-        "OTEL_SERVICE_NAME": f"example-{Path(script).stem}",
+        "OTEL_SERVICE_NAME": f"example-{script.stem}",
     }
     completed = subprocess.run(
         [
             str(Path(sys.executable).parent / "opentelemetry-instrument"),
             sys.executable,
-            str(EXAMPLES / script),
+            str(script),
             *arguments,
         ],
         capture_output=True,

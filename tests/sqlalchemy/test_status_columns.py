@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from support import Telemetry
 
-from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor
+from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor, telemetry
 from opentelemetry_instrumentation_execstatus.status_columns import (
     StatusColumn,
     instrument_status_column,
@@ -374,3 +374,19 @@ def test_off_until_instrumented_and_removable(
     _advance(database, job_id, Status.SUCCEEDED)
     assert otel.transition_counts() == {("queued", "running"): 1}
     assert otel.spans() == []  # the execution never ended here
+
+
+def test_at_exit_a_row_keeps_its_status(
+    instrument: Callable[..., Telemetry], database: Database, jobs: StatusColumn
+) -> None:
+    """The database still holds the row's status: no made-up `cancelled`, no count change."""
+    otel = instrument()
+    job_id = _create_job(database)
+    _advance(database, job_id, Status.RUNNING)
+    active_before = otel.sums("execution.active")
+    telemetry.current().tracker.end_in_flight(grace_seconds=0.01)
+    span = otel.span("train")
+    assert span.attributes["execution.status"] == "running"
+    assert "cicd.pipeline.task.run.result" not in span.attributes
+    assert otel.transition_counts() == {("queued", "running"): 1}
+    assert otel.sums("execution.active") == active_before

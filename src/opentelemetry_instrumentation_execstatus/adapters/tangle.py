@@ -16,6 +16,12 @@ adapter patches no code: when ``backend_types_sql`` is imported it instruments t
 
 Only container nodes have a status; graph nodes and pipeline runs have none, so a node's span
 has no parent of ours.
+
+Tangle's launchers are its workers: a launch is a spawn (``launch_container_task``), a refresh
+of a launched container a health check (``get_refreshed_launched_container_from_dict``: it
+fails when the container cannot be found or read), a termination a drain
+(``LaunchedContainer.terminate``). ``terminate`` only asks for the end (Kubernetes has a grace
+period), so drains are counted but have no duration: it would not be the drain's.
 """
 
 from __future__ import annotations
@@ -25,12 +31,17 @@ from enum import Enum
 from types import ModuleType
 from typing import Any, Callable, Final
 
+import wrapt
+from opentelemetry.instrumentation.utils import unwrap
+
+from opentelemetry_instrumentation_execstatus import telemetry
 from opentelemetry_instrumentation_execstatus.adapters import Adapter
 from opentelemetry_instrumentation_execstatus.patching import AnyPatch, OnImport
 from opentelemetry_instrumentation_execstatus.semconv import (
     ExecutionLevel,
     ExecutionStatus,
     Orchestrator,
+    SpawnFailureReason,
 )
 
 TANGLE_STATUSES: Final[Mapping[str, ExecutionStatus]] = {
@@ -105,13 +116,99 @@ def instrument_execution_nodes(execution_node: type) -> Callable[[], None]:
     return column.remove
 
 
+def _launch(wrapped: Any, _instance: Any, args: tuple, kwargs: dict) -> Any:
+    try:
+        launched = wrapped(*args, **kwargs)
+    except Exception as error:
+        live = telemetry.current()
+        if live is not None:
+            reason = SpawnFailureReason.TIMEOUT if isinstance(error, TimeoutError) else None
+            live.workers.spawn(Orchestrator.TANGLE, False, reason or SpawnFailureReason.OTHER)
+        raise
+    live = telemetry.current()
+    if live is not None:
+        live.workers.spawn(Orchestrator.TANGLE, True)
+    return launched
+
+
+def _refresh(wrapped: Any, _instance: Any, args: tuple, kwargs: dict) -> Any:
+    """A refresh is a health check; one interrupted (cancelled) gives no verdict."""
+    try:
+        refreshed = wrapped(*args, **kwargs)
+    except Exception:
+        live = telemetry.current()
+        if live is not None:
+            live.workers.health_check(Orchestrator.TANGLE, False)
+        raise
+    live = telemetry.current()
+    if live is not None:
+        live.workers.health_check(Orchestrator.TANGLE, True)
+    return refreshed
+
+
+def _terminate(wrapped: Any, _instance: Any, args: tuple, kwargs: dict) -> Any:
+    try:
+        result = wrapped(*args, **kwargs)
+    except Exception:
+        live = telemetry.current()
+        if live is not None:
+            live.workers.drain(Orchestrator.TANGLE, False)
+        raise
+    live = telemetry.current()
+    if live is not None:
+        live.workers.drain(Orchestrator.TANGLE, True)
+    return result
+
+
+LAUNCHER_METHODS: Final = {
+    "launch_container_task": _launch,
+    "get_refreshed_launched_container_from_dict": _refresh,
+    "terminate": _terminate,
+}
+LAUNCHER_MODULES: Final = tuple(
+    f"cloud_pipelines_backend.launchers.{name}"
+    for name in (
+        "local_docker_launchers",
+        "kubernetes_launchers",
+        "google_kubernetes_launchers",
+        "huggingface_launchers",
+        "skypilot_launchers",
+    )
+)
+
+
+def instrument_launchers(module: ModuleType) -> Callable[[], None]:
+    """Wrap the launch, refresh and terminate methods the classes of ``module`` define.
+
+    Each concrete launcher overrides the interface's methods, so they are wrapped where they
+    are defined (a subclass that inherits one is covered by its base). Returns what undoes it.
+    """
+    wrapped: list[tuple[type, str]] = []
+    for cls in list(vars(module).values()):
+        if not isinstance(cls, type) or cls.__module__ != module.__name__:
+            continue
+        for method, wrapper in LAUNCHER_METHODS.items():
+            if callable(cls.__dict__.get(method)):
+                wrapt.wrap_function_wrapper(cls, method, wrapper)
+                wrapped.append((cls, method))
+
+    def undo() -> None:
+        for cls, method in reversed(wrapped):
+            unwrap(cls, method)
+
+    return undo
+
+
 class TangleAdapter(Adapter):
     name = "tangle"
     top_module = "cloud_pipelines_backend"
 
     def patches(self) -> list[AnyPatch]:
-        return [OnImport("cloud_pipelines_backend.backend_types_sql", _instrument_module)]
+        return [
+            OnImport("cloud_pipelines_backend.backend_types_sql", _instrument_models),
+            *(OnImport(module, instrument_launchers) for module in LAUNCHER_MODULES),
+        ]
 
 
-def _instrument_module(module: ModuleType) -> Callable[[], None]:
+def _instrument_models(module: ModuleType) -> Callable[[], None]:
     return instrument_execution_nodes(module.ExecutionNode)
