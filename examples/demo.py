@@ -1,9 +1,9 @@
 """The demo: run an example pipeline instrumented and show what was emitted.
 
-    python examples/demo.py [--orchestrator routilux|orcapod|loom] [--runs N]
+    python examples/demo.py [--orchestrator NAME] [--runs N]
 
-Runs ``examples/<orchestrator>_pipeline.py`` (routilux by default) and prints the span tree of
-every run with durations and final statuses, the time spent per status transition
+Runs an example (``examples/routilux_pipeline.py`` by default; see ``PIPELINES``) and prints
+the span tree of every run with durations and final statuses, the time spent per transition
 (``execution.status_transition.duration``) and the worker counters. When
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, the same telemetry is also exported over OTLP.
 """
@@ -53,10 +53,26 @@ def _run_loom(runs: int) -> None:
             loom_pipeline.nightly(directory)
 
 
+def _run_sqlalchemy(runs: int) -> None:
+    import sqlalchemy_jobs
+
+    sqlalchemy_jobs.instrument_columns()
+    sqlalchemy_jobs.run(runs=runs)
+
+
+def _run_control_plane(runs: int) -> None:
+    import control_plane
+
+    for _ in range(runs):
+        control_plane.main()
+
+
 PIPELINES: dict[str, Callable[[int], None]] = {
+    "control-plane": _run_control_plane,
     "routilux": _run_routilux,
     "orcapod": _run_orcapod,
     "loom": _run_loom,
+    "sqlalchemy": _run_sqlalchemy,
 }
 
 

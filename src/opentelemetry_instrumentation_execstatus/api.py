@@ -15,13 +15,24 @@ Example::
     api.report_status("run-42/load", "succeeded")
     api.report_status("run-42", "succeeded")
     api.report_worker_spawn(success=False, reason="pod_ready")
+    with api.health_check():
+        ping(worker)  # raises: fail; returns: pass; cancelled: not counted
+    with api.worker_drain():
+        drain(worker)  # its duration is recorded only if this completes
+
+Worker values follow duckgres's rules, made strict (see ``workers``): an empty or unrecognised
+outcome or health result drops the sample; a spawn failure's reason is ``unknown`` when missing
+and ``other`` when outside the enum; duckgres's lifecycle states (``idle``, ``hot``,
+``draining``...) are counted as the worker state they stand for, and an unrecognised state is
+ignored.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable, Iterator
-from contextlib import contextmanager
+from collections.abc import Hashable
+from contextlib import AbstractContextManager
+from types import TracebackType
 
 from opentelemetry_instrumentation_execstatus import telemetry
 from opentelemetry_instrumentation_execstatus.clock import Timestamp
@@ -38,10 +49,12 @@ from opentelemetry_instrumentation_execstatus.semconv import (
 __all__ = [
     "ExecutionLevel",
     "ExecutionStatus",
+    "HealthProbe",
     "HealthResult",
     "SpawnFailureReason",
     "WorkerOutcome",
     "WorkerState",
+    "health_check",
     "report_status",
     "report_worker_drain",
     "report_worker_health_check",
@@ -99,41 +112,138 @@ def report_status(
     )
 
 
-def report_worker_spawn(success: bool, reason: SpawnFailureReason | str | None = None) -> None:
-    """A worker spawn attempt; a failure's ``reason`` outside the enum becomes ``other``."""
+def report_worker_spawn(
+    success: bool | WorkerOutcome | str, reason: SpawnFailureReason | str | None = None
+) -> None:
+    """A worker spawn attempt, and for a failure why it failed.
+
+    A failure's ``reason`` is ``unknown`` when missing or empty (a forgotten reason still
+    shows) and ``other`` when outside the enum; a success carries no reason. An unrecognised
+    ``success`` (not a bool, ``success`` or ``failure``) drops the sample.
+    """
     live = telemetry.current()
     if live is not None:
         live.workers.spawn(API, success, reason)
 
 
-def report_worker_health_check(passed: bool, *, cancelled: bool = False) -> None:
-    """A finished health check. A cancelled probe gave no verdict and is not counted."""
+def report_worker_health_check(
+    passed: bool | HealthResult | str, *, cancelled: bool = False
+) -> None:
+    """A finished health check. A cancelled probe gave no verdict and is not counted.
+
+    ``passed`` is a bool, ``pass`` or ``fail``; anything else drops the sample. See
+    ``health_check()`` for a probe that counts itself.
+    """
     live = telemetry.current()
     if live is not None:
         live.workers.health_check(API, passed, cancelled=cancelled)
 
 
-def report_worker_drain(success: bool, duration_seconds: float | None = None) -> None:
-    """A drain; ``duration_seconds`` is recorded only for a drain that completed."""
+def report_worker_drain(
+    success: bool | WorkerOutcome | str, duration_seconds: float | None = None
+) -> None:
+    """A drain; ``duration_seconds`` (negative or NaN: 0) is recorded only for a drain that
+    completed successfully. An unrecognised ``success`` drops the sample."""
     live = telemetry.current()
     if live is not None:
         live.workers.drain(API, success, duration_seconds)
 
 
 def report_worker_state(worker_id: Hashable, state: WorkerState | str | None) -> None:
-    """Worker ``worker_id`` is now available, busy or offline; None forgets it."""
+    """Worker ``worker_id`` is now available, busy or offline; None forgets it.
+
+    duckgres's lifecycle states are accepted for what they mean: ``idle``, ``hot_idle`` are
+    available; ``reserved``, ``activating``, ``hot`` are busy; ``spawning``, ``draining``,
+    ``retired``, ``lost`` are offline. An empty or unrecognised state is ignored: the worker
+    stays counted in its last state rather than be guessed offline.
+    """
     live = telemetry.current()
     if live is not None:
         live.workers.set_state(_key(worker_id), API, state)
 
 
-@contextmanager
-def worker_drain() -> Iterator[None]:
-    """Time a drain: success (with its duration) if the block completes, failure if it raises."""
-    started = time.monotonic()
-    try:
-        yield
-    except BaseException:
-        report_worker_drain(False)
-        raise
-    report_worker_drain(True, time.monotonic() - started)
+class HealthProbe:
+    """One health check in progress, counted when its ``with`` block ends (``health_check``).
+
+    The block gives a ``fail`` verdict by raising, or, when the check answered "unhealthy"
+    without an exception, by calling ``failed()``; otherwise the check passed.
+    """
+
+    __slots__ = ("_passed",)
+
+    def __init__(self) -> None:
+        self._passed = True
+
+    @property
+    def passed(self) -> bool:
+        return self._passed
+
+    def failed(self) -> None:
+        """The worker answered, and is unhealthy: count ``fail`` without raising."""
+        self._passed = False
+
+    def __enter__(self) -> HealthProbe:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # A class, not @contextmanager: the block's exception is never thrown into a generator,
+        # so it propagates with its own traceback untouched (returning None never suppresses).
+        if exc_type is None:
+            report_worker_health_check(self._passed)
+        elif issubclass(exc_type, Exception):
+            report_worker_health_check(False)
+        # Anything else (asyncio.CancelledError, KeyboardInterrupt, SystemExit) cancelled the
+        # probe before its verdict, even after failed(): nothing is counted.
+
+
+def health_check() -> HealthProbe:
+    """Count the health check run in the ``with`` block: ``with api.health_check() as probe:``.
+
+    ``pass`` when the block completes (unless it called ``probe.failed()``), ``fail`` when it
+    raises an Exception, and nothing at all when it is cancelled (``asyncio.CancelledError``,
+    ``KeyboardInterrupt``, ``SystemExit``: any BaseException that is not an Exception), since a
+    cancelled probe says nothing about the worker, only about the caller's shutdown. The
+    exception always propagates unchanged.
+    """
+    return HealthProbe()
+
+
+class _DrainTimer:
+    """The context manager of ``worker_drain()``: a class for the same reason as HealthProbe."""
+
+    __slots__ = ("_started",)
+
+    def __init__(self) -> None:
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.monotonic()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            report_worker_drain(True, time.monotonic() - self._started)
+        else:
+            report_worker_drain(False)
+
+
+def worker_drain() -> AbstractContextManager[None]:
+    """Time a drain: ``with api.worker_drain(): drain(worker)``.
+
+    Success, with its duration, when the block completes; failure, with no duration, when it
+    raises. A drain interrupted by cancellation (``asyncio.CancelledError``,
+    ``KeyboardInterrupt``, ``SystemExit``) is a failure too: unlike a cancelled health probe,
+    which merely gave no verdict, a cancelled drain was attempted and did not drain the worker,
+    which may still hold work; and it did not finish, so it has no duration (duckgres records
+    the drain time only once the drain really finished). The exception propagates unchanged.
+    """
+    return _DrainTimer()

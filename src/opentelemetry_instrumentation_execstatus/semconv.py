@@ -85,7 +85,12 @@ class WorkerOutcome(str, Enum):
 
 
 class SpawnFailureReason(str, Enum):
-    """Why a worker failed to start (duckgres's vocabulary); anything else is ``other``."""
+    """Why a worker failed to start (duckgres's vocabulary).
+
+    A reason outside the enum is ``other``; a missing or empty one is ``unknown``, so that a
+    failure whose reporter forgot the reason still shows up apart from the ones it could not
+    classify (duckgres's "empty falls back to unknown" rule).
+    """
 
     RUNTIME_STORE = "runtime_store"
     CONFIG_MAP = "config_map"
@@ -97,6 +102,7 @@ class SpawnFailureReason(str, Enum):
     CONTEXT_CANCELED = "context_canceled"
     TIMEOUT = "timeout"
     OTHER = "other"
+    UNKNOWN = "unknown"
 
 
 class HealthResult(str, Enum):
@@ -110,6 +116,22 @@ class WorkerState(str, Enum):
     AVAILABLE = "available"
     BUSY = "busy"
     OFFLINE = "offline"
+
+
+WORKER_STATE_ALIASES: Final[dict[str, WorkerState]] = {
+    # duckgres's worker lifecycle states, so that a control plane can report the state it
+    # keeps: a worker that can take work now is available, one bound to work is busy, one
+    # that cannot take work (not up yet, going or gone) is offline.
+    "idle": WorkerState.AVAILABLE,
+    "hot_idle": WorkerState.AVAILABLE,
+    "reserved": WorkerState.BUSY,
+    "activating": WorkerState.BUSY,
+    "hot": WorkerState.BUSY,
+    "spawning": WorkerState.OFFLINE,
+    "draining": WorkerState.OFFLINE,
+    "retired": WorkerState.OFFLINE,
+    "lost": WorkerState.OFFLINE,
+}
 
 
 class MetricUnit(str, Enum):

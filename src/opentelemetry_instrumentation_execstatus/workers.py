@@ -1,9 +1,15 @@
 """The worker recorder: spawns, health checks, drains and worker count, with bounded labels.
 
-Seed 004's rules, applied to every orchestrator: label values come from closed enums (a value
-outside one becomes its fallback, or the sample is dropped when the label is required and
-empty); a cancelled health probe is no verdict and is not counted; a drain's duration is
-recorded only when the drain really finished; negative durations are 0.
+Seed 004's rules, applied to every orchestrator and made strict: label values come from closed
+enums and are never passed through. Values are trimmed and case-insensitive. A required label
+(a spawn's or drain's outcome, a health check's result) that is empty or unrecognised drops the
+sample: there is nothing true to count it under. An optional label falls back instead: a spawn
+failure without a reason is ``unknown`` (a forgotten reason still shows), one outside the enum
+is ``other``. A worker state may be one of duckgres's lifecycle states (``idle``, ``hot``,
+``draining``...), counted as the ``cicd.worker.state`` it stands for; an unrecognised state is
+ignored, the worker keeps its last counted state. A cancelled health probe is no verdict and is
+not counted; a drain's duration is recorded only when the drain really finished; negative or
+NaN durations are 0.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Hashable
+from enum import Enum
 from functools import lru_cache
 from typing import Any
 
@@ -21,6 +28,7 @@ from opentelemetry_instrumentation_execstatus.instruments import Instruments
 from opentelemetry_instrumentation_execstatus.normalize import clamp_seconds, to_enum
 from opentelemetry_instrumentation_execstatus.safety import guarded
 from opentelemetry_instrumentation_execstatus.semconv import (
+    WORKER_STATE_ALIASES,
     HealthResult,
     Orchestrator,
     SpawnFailureReason,
@@ -39,9 +47,29 @@ def _outcome(value: Any) -> WorkerOutcome | None:
 
 
 def _health(value: Any) -> HealthResult | None:
+    """True/False, a HealthResult or its string; None (sample dropped) for anything else."""
     if isinstance(value, bool):
         return HealthResult.PASS if value else HealthResult.FAIL
     return to_enum(HealthResult, value, None)  # type: ignore[arg-type]
+
+
+def _failure_reason(value: Any) -> SpawnFailureReason:
+    """``unknown`` when no reason was given (None, empty), ``other`` when it is not ours."""
+    raw = value.value if isinstance(value, Enum) else value
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return SpawnFailureReason.UNKNOWN
+    return to_enum(SpawnFailureReason, raw, SpawnFailureReason.OTHER)
+
+
+def _state(value: Any) -> WorkerState | None:
+    """A WorkerState, its string or a duckgres lifecycle alias; None for anything else."""
+    state = to_enum(WorkerState, value, None)  # type: ignore[arg-type]
+    if state is not None:
+        return state
+    raw = value.value if isinstance(value, Enum) else value
+    if not isinstance(raw, str):
+        return None
+    return WORKER_STATE_ALIASES.get(raw.strip().lower())
 
 
 def _orchestrator(value: Any) -> Orchestrator:
@@ -106,20 +134,28 @@ class WorkerRecorder:
 
     @guarded
     def spawn(self, orchestrator: Any, outcome: Any, reason: Any = None) -> None:
-        """One spawn attempt. A failure's reason outside the enum (or missing) is ``other``."""
+        """One spawn attempt; an empty or unrecognised ``outcome`` drops it.
+
+        A failure's reason is ``unknown`` when missing or empty and ``other`` when outside the
+        enum. A success never carries a reason (whatever is passed): a reason labels failures
+        only, so that success series are not split by it.
+        """
         if not is_instrumentation_enabled():
             return
         result = _outcome(outcome)
         if result is None:
             return
-        failure_reason = None
-        if result is WorkerOutcome.FAILURE:
-            failure_reason = to_enum(SpawnFailureReason, reason, SpawnFailureReason.OTHER)
+        failure_reason = _failure_reason(reason) if result is WorkerOutcome.FAILURE else None
         self._spawns.add(1, _spawn_attributes(_orchestrator(orchestrator), result, failure_reason))
 
     @guarded
     def health_check(self, orchestrator: Any, result: Any, *, cancelled: bool = False) -> None:
-        """One finished health check; a cancelled probe gave no verdict and is not counted."""
+        """One finished health check; a cancelled probe gave no verdict and is not counted.
+
+        Counting a cancelled probe as ``fail`` would report a control plane's own shutdown as
+        sick workers (duckgres skips ``context.Canceled`` for that reason). An empty or
+        unrecognised ``result`` drops the sample.
+        """
         if cancelled or not is_instrumentation_enabled():
             return
         verdict = _health(result)
@@ -129,7 +165,12 @@ class WorkerRecorder:
 
     @guarded
     def drain(self, orchestrator: Any, outcome: Any, duration_seconds: float | None = None) -> None:
-        """One drain. Its duration is recorded only for a drain that completed successfully."""
+        """One drain; an empty or unrecognised ``outcome`` drops it.
+
+        Its duration (negative or NaN: 0) is recorded only for a drain that completed
+        successfully: failed drains end early and would drown the slow real drains in the
+        histogram (duckgres records it only at the pod-delete-success milestone).
+        """
         if not is_instrumentation_enabled():
             return
         result = _outcome(outcome)
@@ -137,17 +178,29 @@ class WorkerRecorder:
             return
         which = _orchestrator(orchestrator)
         self._drains.add(1, _drain_attributes(which, result))
-        if result is WorkerOutcome.SUCCESS and duration_seconds is not None:
+        # Not a number (None, or a caller's mistake): counted, but no duration to record.
+        if result is WorkerOutcome.SUCCESS and isinstance(duration_seconds, (int, float)):
             self._drain_duration.record(
                 clamp_seconds(duration_seconds), _orchestrator_attributes(which)
             )
 
     @guarded
     def set_state(self, worker_key: Hashable, orchestrator: Any, state: Any) -> None:
-        """Worker ``worker_key`` is now in ``state``; None removes it from the count."""
+        """Worker ``worker_key`` is now in ``state``; None removes it from the count.
+
+        ``state`` is a WorkerState, its string, or a duckgres lifecycle state (see
+        ``semconv.WORKER_STATE_ALIASES``). An empty or unrecognised state is ignored and the
+        worker stays counted in its last known state: counting it as ``offline`` would invent
+        an outage out of a typo, and dropping the worker would hide it.
+        """
         if not is_instrumentation_enabled():
             return
-        new_state = None if state is None else to_enum(WorkerState, state, WorkerState.OFFLINE)
+        if state is None:
+            new_state = None
+        else:
+            new_state = _state(state)
+            if new_state is None:
+                return
         which = _orchestrator(orchestrator)
         with self._lock:
             previous = self._workers.get(worker_key)

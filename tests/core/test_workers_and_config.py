@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import traceback
 from importlib.metadata import entry_points
 
 import pytest
 
 from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor, api, telemetry
 from opentelemetry_instrumentation_execstatus.config import ExecStatusConfig
+from opentelemetry_instrumentation_execstatus.semconv import (
+    WORKER_STATE_ALIASES,
+    HealthResult,
+    SpawnFailureReason,
+    WorkerOutcome,
+    WorkerState,
+)
 
 
 def _by(otel, metric, key):
     return {dict(k).get(key): v for k, v in otel.sums(metric).items()}
+
+
+def _spawns(otel):
+    return {
+        (
+            dict(k)["execution.worker.outcome"],
+            dict(k).get("execution.worker.spawn_failure.reason"),
+        ): v
+        for k, v in otel.sums("execution.worker.spawns").items()
+    }
+
+
+def _attribute_values(otel, metric, key):
+    return {p.attributes[key] for p in otel.points(metric) if key in p.attributes}
 
 
 def test_spawn_counter_with_bounded_failure_reasons(instrument):
@@ -23,28 +46,140 @@ def test_spawn_counter_with_bounded_failure_reasons(instrument):
     api.report_worker_spawn(success=False, reason="  POD_READY ")
     api.report_worker_spawn(success=False, reason="a brand new reason")
     api.report_worker_spawn(success=False)
-    points = {
-        (
-            dict(k)["execution.worker.outcome"],
-            dict(k).get("execution.worker.spawn_failure.reason"),
-        ): v
-        for k, v in otel.sums("execution.worker.spawns").items()
+    assert _spawns(otel) == {
+        ("success", None): 1,
+        ("failure", "pod_ready"): 2,
+        ("failure", "other"): 1,
+        ("failure", "unknown"): 1,
     }
-    assert points == {("success", None): 1, ("failure", "pod_ready"): 2, ("failure", "other"): 2}
     (_, scope) = otel.metric("execution.worker.spawns")
     assert otel.metric("execution.worker.spawns")[0].unit == "{spawn}"
     assert scope.name == "opentelemetry_instrumentation_execstatus"
+
+
+def test_spawn_failure_reason_normalisation(instrument):
+    otel = instrument()
+    for reason in (None, "", "   ", "unknown", SpawnFailureReason.UNKNOWN):
+        api.report_worker_spawn(False, reason)  # no reason given: unknown
+    for reason in ("Kubernetes said no", 42, ValueError("pod_ready"), "other"):
+        api.report_worker_spawn(False, reason)  # a reason, not ours: other
+    api.report_worker_spawn(False, SpawnFailureReason.GRPC_CONNECT)
+    api.report_worker_spawn("FAILURE", "Context_Canceled")
+    api.report_worker_spawn(" failure ", "SECRET_READ")  # a member's name works too
+    api.report_worker_spawn(True, "pod_ready")  # a success never carries a reason
+    api.report_worker_spawn(WorkerOutcome.SUCCESS, "")
+    assert _spawns(otel) == {
+        ("failure", "unknown"): 5,
+        ("failure", "other"): 4,
+        ("failure", "grpc_connect"): 1,
+        ("failure", "context_canceled"): 1,
+        ("failure", "secret_read"): 1,
+        ("success", None): 2,
+    }
+
+
+@pytest.mark.parametrize("outcome", ["", "  ", None, "maybe", 1, "succeeded"])
+def test_spawn_without_a_recognised_outcome_is_dropped(instrument, outcome):
+    otel = instrument()
+    api.report_worker_spawn(outcome, "pod_ready")
+    api.report_worker_spawn(True)
+    assert _spawns(otel) == {("success", None): 1}
 
 
 def test_health_checks_skip_cancelled_probes(instrument):
     otel = instrument()
     api.report_worker_health_check(True)
     api.report_worker_health_check(False)
+    api.report_worker_health_check(" PASS ")
+    api.report_worker_health_check(HealthResult.FAIL)
     api.report_worker_health_check(False, cancelled=True)
+    api.report_worker_health_check(True, cancelled=True)
+    assert _by(otel, "execution.worker.health_checks", "execution.worker.health.result") == {
+        "pass": 2,
+        "fail": 2,
+    }
+    assert otel.metric("execution.worker.health_checks")[0].unit == "{check}"
+
+
+def test_health_check_context_manager_counts_its_verdict(instrument):
+    otel = instrument()
+    with api.health_check() as probe:
+        assert isinstance(probe, api.HealthProbe)
+        assert probe.passed
+    with api.health_check() as probe:
+        probe.failed()  # the worker answered "unhealthy": no exception needed
+        assert not probe.passed
+    error = ConnectionError("no answer")
+    with pytest.raises(ConnectionError) as caught, api.health_check():
+        raise error
+    assert caught.value is error
     assert _by(otel, "execution.worker.health_checks", "execution.worker.health.result") == {
         "pass": 1,
-        "fail": 1,
+        "fail": 2,
     }
+
+
+def _fail_then_cancel(cancellation: type[BaseException]) -> None:
+    with api.health_check() as probe:
+        probe.failed()  # a verdict, then cancelled anyway: still nothing counted
+        raise cancellation()
+
+
+@pytest.mark.parametrize(
+    "cancellation", [KeyboardInterrupt, SystemExit, asyncio.CancelledError, GeneratorExit]
+)
+def test_a_cancelled_health_probe_is_not_counted(instrument, cancellation):
+    otel = instrument()
+    with pytest.raises(cancellation), api.health_check():
+        raise cancellation()
+    with pytest.raises(cancellation):
+        _fail_then_cancel(cancellation)
+    api.report_worker_health_check(True)  # the counter works: only the probes were skipped
+    assert _by(otel, "execution.worker.health_checks", "execution.worker.health.result") == {
+        "pass": 1
+    }
+
+
+def test_health_probe_of_a_cancelled_asyncio_task_is_not_counted(instrument):
+    otel = instrument()
+
+    async def probe(started: asyncio.Event) -> None:
+        with api.health_check():
+            started.set()
+            await asyncio.sleep(3600)  # the worker never answers: the task is cancelled
+
+    async def answered() -> None:
+        with api.health_check():
+            await asyncio.sleep(0)
+
+    async def control_plane() -> None:
+        started = asyncio.Event()
+        task = asyncio.ensure_future(probe(started))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await answered()
+
+    asyncio.run(control_plane())
+    assert _by(otel, "execution.worker.health_checks", "execution.worker.health.result") == {
+        "pass": 1
+    }
+
+
+def test_probe_exceptions_keep_their_traceback(instrument):
+    instrument()
+
+    def ping() -> None:
+        raise TimeoutError("ping")
+
+    with pytest.raises(TimeoutError) as caught, api.health_check():
+        ping()
+    with pytest.raises(TimeoutError) as drained, api.worker_drain():
+        ping()
+    for error in (caught.value, drained.value):
+        frames = [frame.f_code.co_name for frame, _ in traceback.walk_tb(error.__traceback__)]
+        assert frames == [frames[0], "ping"]  # the test's frame, then ping: nothing of ours
 
 
 def test_drain_duration_only_for_completed_drains(instrument):
@@ -52,18 +187,54 @@ def test_drain_duration_only_for_completed_drains(instrument):
     api.report_worker_drain(True, 2.5)
     api.report_worker_drain(False, 9.0)  # failed: counted, no duration
     api.report_worker_drain(True, -3.0)  # negative: 0
+    api.report_worker_drain("success", float("nan"))  # NaN: 0
+    api.report_worker_drain(WorkerOutcome.SUCCESS)  # no duration given: counted only
+    api.report_worker_drain(True, "slow")  # not a number: counted only
     with api.worker_drain():
         pass
     with pytest.raises(RuntimeError), api.worker_drain():
         raise RuntimeError("drain aborted")
     assert _by(otel, "execution.worker.drains", "execution.worker.outcome") == {
-        "success": 3,
+        "success": 6,
         "failure": 2,
     }
     (point,) = otel.points("execution.worker.drain.duration")
-    assert point.count == 3
+    assert point.count == 4
     assert 2.5 <= point.sum < 2.6
     assert point.min == 0.0
+    assert point.max == 2.5
+    assert dict(point.attributes) == {"execution.orchestrator": "api"}
+    assert otel.metric("execution.worker.drain.duration")[0].unit == "s"
+
+
+@pytest.mark.parametrize("cancellation", [KeyboardInterrupt, SystemExit, asyncio.CancelledError])
+def test_a_cancelled_drain_is_a_failure_without_duration(instrument, cancellation):
+    otel = instrument()
+    with pytest.raises(cancellation), api.worker_drain():
+        raise cancellation()
+    assert _by(otel, "execution.worker.drains", "execution.worker.outcome") == {"failure": 1}
+    assert otel.points("execution.worker.drain.duration") == []
+
+
+def test_drain_of_a_cancelled_asyncio_task(instrument):
+    otel = instrument()
+
+    async def drain(started: asyncio.Event) -> None:
+        with api.worker_drain():
+            started.set()
+            await asyncio.sleep(3600)
+
+    async def control_plane() -> None:
+        started = asyncio.Event()
+        task = asyncio.ensure_future(drain(started))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(control_plane())
+    assert _by(otel, "execution.worker.drains", "execution.worker.outcome") == {"failure": 1}
+    assert otel.points("execution.worker.drain.duration") == []
 
 
 def test_worker_count_by_state(instrument):
@@ -71,7 +242,7 @@ def test_worker_count_by_state(instrument):
     api.report_worker_state("w1", "available")
     api.report_worker_state("w2", "available")
     api.report_worker_state("w1", "busy")
-    api.report_worker_state("w2", "sleeping")  # outside the enum: offline
+    api.report_worker_state("w2", "offline")
     api.report_worker_state("w3", None)  # forgetting an unknown worker: nothing
     assert _by(otel, "execution.worker.count", "cicd.worker.state") == {
         "available": 0,
@@ -82,14 +253,115 @@ def test_worker_count_by_state(instrument):
     api.report_worker_state("w2", None)
     assert set(otel.sums("execution.worker.count").values()) == {0}
     assert telemetry.current().workers.known_workers() == 0
+    assert otel.metric("execution.worker.count")[0].unit == "{worker}"
 
 
-def test_bad_worker_values_drop_the_sample(instrument):
+@pytest.mark.parametrize(
+    ("alias", "state"),
+    [
+        ("idle", "available"),
+        ("hot_idle", "available"),
+        ("reserved", "busy"),
+        ("activating", "busy"),
+        ("hot", "busy"),
+        ("spawning", "offline"),
+        ("draining", "offline"),
+        ("retired", "offline"),
+        ("lost", "offline"),
+        ("  Hot_Idle ", "available"),
+        ("BUSY", "busy"),
+        (WorkerState.OFFLINE, "offline"),
+    ],
+)
+def test_duckgres_states_count_as_the_state_they_stand_for(instrument, alias, state):
     otel = instrument()
-    api.report_worker_drain("")  # empty required label
-    api.report_worker_health_check("maybe")
+    api.report_worker_state("w1", alias)
+    assert _by(otel, "execution.worker.count", "cicd.worker.state") == {state: 1}
+
+
+def test_state_aliases_cover_duckgres_lifecycle():
+    assert set(WORKER_STATE_ALIASES) == {
+        "spawning", "idle", "reserved", "activating", "hot", "hot_idle", "draining", "retired",
+        "lost",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "sleeping", 3, WorkerOutcome.SUCCESS])
+def test_an_unknown_state_keeps_the_last_counted_one(instrument, bad):
+    otel = instrument()
+    api.report_worker_state("w1", "busy")
+    api.report_worker_state("w1", bad)  # ignored: w1 is still busy
+    api.report_worker_state("w2", bad)  # ignored: w2 is not counted at all
+    assert _by(otel, "execution.worker.count", "cicd.worker.state") == {"busy": 1}
+    assert telemetry.current().workers.known_workers() == 1
+    api.report_worker_state("w1", "idle")
+    assert _by(otel, "execution.worker.count", "cicd.worker.state") == {"busy": 0, "available": 1}
+
+
+def test_worker_values_never_leave_their_enums(instrument):
+    otel = instrument()
+    for value in ("", "x", "POD_READY", None, 7, "pass", "hot", "retired", "unknown"):
+        api.report_worker_spawn(False, value)
+        api.report_worker_spawn(value, value)
+        api.report_worker_health_check(value)
+        api.report_worker_drain(value, 1.0)
+        api.report_worker_state(f"w-{value}", value)
+    assert _attribute_values(
+        otel, "execution.worker.spawns", "execution.worker.spawn_failure.reason"
+    ) == {"unknown", "other", "pod_ready"}
+    assert _attribute_values(otel, "execution.worker.spawns", "execution.worker.outcome") == {
+        "failure"
+    }
+    assert _attribute_values(
+        otel, "execution.worker.health_checks", "execution.worker.health.result"
+    ) == {"pass"}
     assert otel.points("execution.worker.drains") == []
+    assert _attribute_values(otel, "execution.worker.count", "cicd.worker.state") == {
+        "busy",
+        "offline",
+    }
+
+
+@pytest.mark.parametrize("outcome", ["", None, "maybe", "pass"])
+def test_bad_worker_values_drop_the_sample(instrument, outcome):
+    otel = instrument()
+    api.report_worker_drain(outcome, 1.0)  # empty or unrecognised required label
+    api.report_worker_health_check(outcome if outcome != "pass" else "success")
+    assert otel.points("execution.worker.drains") == []
+    assert otel.points("execution.worker.drain.duration") == []
     assert otel.points("execution.worker.health_checks") == []
+
+
+def test_worker_api_is_a_no_op_when_off_and_never_raises(instrument, caplog):
+    otel = instrument()
+    ExecStatusInstrumentor().uninstrument()
+    api.report_worker_spawn(False, "pod_ready")
+    api.report_worker_health_check(True)
+    api.report_worker_drain(True, 1.0)
+    api.report_worker_state(["unhashable"], "busy")
+    with api.health_check():
+        pass
+    with pytest.raises(KeyError), api.worker_drain():
+        raise KeyError("still the caller's")
+    assert otel.reader.get_metrics_data() is None or all(
+        not otel.points(name)
+        for name in (
+            "execution.worker.spawns",
+            "execution.worker.health_checks",
+            "execution.worker.drains",
+            "execution.worker.count",
+        )
+    )
+    assert caplog.records == []
+
+    instrument()
+    api.report_worker_state(["unhashable"], "busy")  # an internal error: logged, not raised
+    api.report_worker_spawn(object(), object())
+    with api.health_check():
+        pass
+    assert _by(otel, "execution.worker.health_checks", "execution.worker.health.result") == {
+        "pass": 1
+    }
 
 
 def test_config_from_environment_and_keywords(monkeypatch):
