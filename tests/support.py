@@ -64,6 +64,24 @@ class Telemetry:
         """Counter / up-down counter values by attribute set."""
         return {frozenset(p.attributes.items()): p.value for p in self.points(metric_name)}
 
+    def sums_by(self, metric_name: str, *keys: str) -> dict[Any, int]:
+        """Counter values summed by the given attributes: by value for one key, else by tuple
+        (a missing attribute is None)."""
+        totals: dict[Any, int] = {}
+        for point in self.points(metric_name):
+            values = tuple(point.attributes.get(key) for key in keys)
+            group = values[0] if len(keys) == 1 else values
+            totals[group] = totals.get(group, 0) + point.value
+        return totals
+
+    def spawns(self) -> dict[Any, int]:
+        """Worker spawns by (outcome, failure reason)."""
+        return self.sums_by(
+            "execution.worker.spawns",
+            "execution.worker.outcome",
+            "execution.worker.spawn_failure.reason",
+        )
+
     def transitions(self, **where: str) -> dict[tuple[str, str], Any]:
         """Histogram points of execution.status_transition.duration by (from, to)."""
         selected = {}

@@ -28,22 +28,8 @@ HEALTH_CHECKS = {"pass": 6, "fail": 1}  # ticks of 3, 2 and 2 workers; worker-3 
 RETRIED = "load_orders"
 
 
-def _by(otel, metric, key):
-    return {dict(k).get(key): v for k, v in otel.sums(metric).items()}
-
-
-def _spawns(otel):
-    return {
-        (
-            dict(k)["execution.worker.outcome"],
-            dict(k).get("execution.worker.spawn_failure.reason"),
-        ): v
-        for k, v in otel.sums("execution.worker.spawns").items()
-    }
-
-
 def _count(otel):
-    return _by(otel, "execution.worker.count", "cicd.worker.state")
+    return otel.sums_by("execution.worker.count", "cicd.worker.state")
 
 
 def test_main_reports_every_job_and_worker(instrument):
@@ -88,11 +74,11 @@ def test_main_reports_every_job_and_worker(instrument):
     }
     assert set(otel.sums("execution.active").values()) == {0}
 
-    assert _spawns(otel) == SPAWNS
-    assert _by(otel, "execution.worker.health_checks", "execution.worker.health.result") == (
+    assert otel.spawns() == SPAWNS
+    assert otel.sums_by("execution.worker.health_checks", "execution.worker.health.result") == (
         HEALTH_CHECKS
     )
-    assert _by(otel, "execution.worker.drains", "execution.worker.outcome") == {"success": 3}
+    assert otel.sums_by("execution.worker.drains", "execution.worker.outcome") == {"success": 3}
     (duration,) = otel.points("execution.worker.drain.duration")
     assert duration.count == 3  # one per successful drain, and there were only those
     assert 0.0 < duration.sum < 5.0
@@ -108,7 +94,7 @@ def test_worker_counters_tick_by_tick(instrument):
 
     plane.start()
     # worker-2's first pod was spawning (offline), then forgotten; all three are now idle.
-    assert _spawns(otel) == SPAWNS
+    assert otel.spawns() == SPAWNS
     assert _count(otel) == {"available": 3, "offline": 0}
     assert otel.points("execution.worker.health_checks") == []
 
@@ -116,11 +102,11 @@ def test_worker_counters_tick_by_tick(instrument):
     plane.tick()
     # worker-3 hung on load_orders, failed its check, was drained and forgotten; worker-1 and
     # worker-2 finished their jobs; load_orders is queued again.
-    assert _by(otel, "execution.worker.health_checks", "execution.worker.health.result") == {
+    assert otel.sums_by("execution.worker.health_checks", "execution.worker.health.result") == {
         "pass": 2,
         "fail": 1,
     }
-    assert _by(otel, "execution.worker.drains", "execution.worker.outcome") == {"success": 1}
+    assert otel.sums_by("execution.worker.drains", "execution.worker.outcome") == {"success": 1}
     assert [point.count for point in otel.points("execution.worker.drain.duration")] == [1]
     assert _count(otel) == {"available": 2, "busy": 0, "offline": 0}
     assert otel.transition_counts(cicd_pipeline_task_name=RETRIED) == {
@@ -135,7 +121,7 @@ def test_worker_counters_tick_by_tick(instrument):
         ("running", "queued"): 1,
         ("running", "succeeded"): 1,
     }
-    assert _by(otel, "execution.worker.health_checks", "execution.worker.health.result") == {
+    assert otel.sums_by("execution.worker.health_checks", "execution.worker.health.result") == {
         "pass": 4,
         "fail": 1,
     }
@@ -146,10 +132,10 @@ def test_worker_counters_tick_by_tick(instrument):
     assert _count(otel) == {"available": 2, "busy": 0, "offline": 0}
 
     assert plane.shutdown() == FINAL_STATUSES
-    assert _by(otel, "execution.worker.drains", "execution.worker.outcome") == {"success": 3}
+    assert otel.sums_by("execution.worker.drains", "execution.worker.outcome") == {"success": 3}
     assert [point.count for point in otel.points("execution.worker.drain.duration")] == [3]
     assert _count(otel) == {"available": 0, "busy": 0, "offline": 0}
-    assert _by(otel, "execution.worker.health_checks", "execution.worker.health.result") == (
+    assert otel.sums_by("execution.worker.health_checks", "execution.worker.health.result") == (
         HEALTH_CHECKS
     )
 

@@ -21,20 +21,6 @@ from opentelemetry_instrumentation_execstatus.semconv import (
 )
 
 
-def _by(otel, metric, key):
-    return {dict(k).get(key): v for k, v in otel.sums(metric).items()}
-
-
-def _spawns(otel):
-    return {
-        (
-            dict(k)["execution.worker.outcome"],
-            dict(k).get("execution.worker.spawn_failure.reason"),
-        ): v
-        for k, v in otel.sums("execution.worker.spawns").items()
-    }
-
-
 def _attribute_values(otel, metric, key):
     return {p.attributes[key] for p in otel.points(metric) if key in p.attributes}
 
@@ -46,7 +32,7 @@ def test_spawn_counter_with_bounded_failure_reasons(instrument):
     api.report_worker_spawn(success=False, reason="  POD_READY ")
     api.report_worker_spawn(success=False, reason="a brand new reason")
     api.report_worker_spawn(success=False)
-    assert _spawns(otel) == {
+    assert otel.spawns() == {
         ("success", None): 1,
         ("failure", "pod_ready"): 2,
         ("failure", "other"): 1,
@@ -68,7 +54,7 @@ def test_spawn_failure_reason_normalisation(instrument):
     api.report_worker_spawn(" failure ", "SECRET_READ")  # a member's name works too
     api.report_worker_spawn(True, "pod_ready")  # a success never carries a reason
     api.report_worker_spawn(WorkerOutcome.SUCCESS, "")
-    assert _spawns(otel) == {
+    assert otel.spawns() == {
         ("failure", "unknown"): 5,
         ("failure", "other"): 4,
         ("failure", "grpc_connect"): 1,
@@ -83,7 +69,7 @@ def test_spawn_without_a_recognised_outcome_is_dropped(instrument, outcome):
     otel = instrument()
     api.report_worker_spawn(outcome, "pod_ready")
     api.report_worker_spawn(True)
-    assert _spawns(otel) == {("success", None): 1}
+    assert otel.spawns() == {("success", None): 1}
 
 
 def test_health_checks_skip_cancelled_probes(instrument):
@@ -94,7 +80,7 @@ def test_health_checks_skip_cancelled_probes(instrument):
     api.report_worker_health_check(HealthResult.FAIL)
     api.report_worker_health_check(False, cancelled=True)
     api.report_worker_health_check(True, cancelled=True)
-    assert _by(otel, "execution.worker.health_checks", "execution.worker.health.result") == {
+    assert otel.sums_by("execution.worker.health_checks", "execution.worker.health.result") == {
         "pass": 2,
         "fail": 2,
     }
@@ -113,7 +99,7 @@ def test_health_check_context_manager_counts_its_verdict(instrument):
     with pytest.raises(ConnectionError) as caught, api.health_check():
         raise error
     assert caught.value is error
-    assert _by(otel, "execution.worker.health_checks", "execution.worker.health.result") == {
+    assert otel.sums_by("execution.worker.health_checks", "execution.worker.health.result") == {
         "pass": 1,
         "fail": 2,
     }
@@ -135,7 +121,7 @@ def test_a_cancelled_health_probe_is_not_counted(instrument, cancellation):
     with pytest.raises(cancellation):
         _fail_then_cancel(cancellation)
     api.report_worker_health_check(True)  # the counter works: only the probes were skipped
-    assert _by(otel, "execution.worker.health_checks", "execution.worker.health.result") == {
+    assert otel.sums_by("execution.worker.health_checks", "execution.worker.health.result") == {
         "pass": 1
     }
 
@@ -162,7 +148,7 @@ def test_health_probe_of_a_cancelled_asyncio_task_is_not_counted(instrument):
         await answered()
 
     asyncio.run(control_plane())
-    assert _by(otel, "execution.worker.health_checks", "execution.worker.health.result") == {
+    assert otel.sums_by("execution.worker.health_checks", "execution.worker.health.result") == {
         "pass": 1
     }
 
@@ -194,7 +180,7 @@ def test_drain_duration_only_for_completed_drains(instrument):
         pass
     with pytest.raises(RuntimeError), api.worker_drain():
         raise RuntimeError("drain aborted")
-    assert _by(otel, "execution.worker.drains", "execution.worker.outcome") == {
+    assert otel.sums_by("execution.worker.drains", "execution.worker.outcome") == {
         "success": 6,
         "failure": 2,
     }
@@ -212,7 +198,7 @@ def test_a_cancelled_drain_is_a_failure_without_duration(instrument, cancellatio
     otel = instrument()
     with pytest.raises(cancellation), api.worker_drain():
         raise cancellation()
-    assert _by(otel, "execution.worker.drains", "execution.worker.outcome") == {"failure": 1}
+    assert otel.sums_by("execution.worker.drains", "execution.worker.outcome") == {"failure": 1}
     assert otel.points("execution.worker.drain.duration") == []
 
 
@@ -233,7 +219,7 @@ def test_drain_of_a_cancelled_asyncio_task(instrument):
             await task
 
     asyncio.run(control_plane())
-    assert _by(otel, "execution.worker.drains", "execution.worker.outcome") == {"failure": 1}
+    assert otel.sums_by("execution.worker.drains", "execution.worker.outcome") == {"failure": 1}
     assert otel.points("execution.worker.drain.duration") == []
 
 
@@ -244,7 +230,7 @@ def test_worker_count_by_state(instrument):
     api.report_worker_state("w1", "busy")
     api.report_worker_state("w2", "offline")
     api.report_worker_state("w3", None)  # forgetting an unknown worker: nothing
-    assert _by(otel, "execution.worker.count", "cicd.worker.state") == {
+    assert otel.sums_by("execution.worker.count", "cicd.worker.state") == {
         "available": 0,
         "busy": 1,
         "offline": 1,
@@ -276,7 +262,7 @@ def test_worker_count_by_state(instrument):
 def test_duckgres_states_count_as_the_state_they_stand_for(instrument, alias, state):
     otel = instrument()
     api.report_worker_state("w1", alias)
-    assert _by(otel, "execution.worker.count", "cicd.worker.state") == {state: 1}
+    assert otel.sums_by("execution.worker.count", "cicd.worker.state") == {state: 1}
 
 
 def test_state_aliases_cover_duckgres_lifecycle():
@@ -292,10 +278,13 @@ def test_an_unknown_state_keeps_the_last_counted_one(instrument, bad):
     api.report_worker_state("w1", "busy")
     api.report_worker_state("w1", bad)  # ignored: w1 is still busy
     api.report_worker_state("w2", bad)  # ignored: w2 is not counted at all
-    assert _by(otel, "execution.worker.count", "cicd.worker.state") == {"busy": 1}
+    assert otel.sums_by("execution.worker.count", "cicd.worker.state") == {"busy": 1}
     assert telemetry.current().workers.known_workers() == 1
     api.report_worker_state("w1", "idle")
-    assert _by(otel, "execution.worker.count", "cicd.worker.state") == {"busy": 0, "available": 1}
+    assert otel.sums_by("execution.worker.count", "cicd.worker.state") == {
+        "busy": 0,
+        "available": 1,
+    }
 
 
 def test_worker_values_never_leave_their_enums(instrument):
@@ -359,7 +348,7 @@ def test_worker_api_is_a_no_op_when_off_and_never_raises(instrument, caplog):
     api.report_worker_spawn(object(), object())
     with api.health_check():
         pass
-    assert _by(otel, "execution.worker.health_checks", "execution.worker.health.result") == {
+    assert otel.sums_by("execution.worker.health_checks", "execution.worker.health.result") == {
         "pass": 1
     }
 

@@ -1,4 +1,4 @@
-"""A real SQLite database file per test, and a count of the statements sent to it."""
+"""A real SQLite database file per test, and the statements sent to it."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class Database:
         self.statements.clear()
 
     def _count(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        self.statements.append(statement.split(maxsplit=1)[0].upper())
+        self.statements.append(" ".join(statement.split()))
 
 
 @pytest.fixture

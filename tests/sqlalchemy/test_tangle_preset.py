@@ -101,7 +101,9 @@ def test_a_cache_reuse_is_cached(
     assert reuser.attributes["execution.status"] == "cached"
 
 
-def test_durations_come_from_the_status_history(database: Database, preset: None) -> None:
+def test_durations_come_from_the_status_history(
+    instrument: Callable[..., Telemetry], database: Database, preset: None
+) -> None:
     """A node queued a minute before this process started: its history says when."""
     ids = _queue(database, "train")
     with Session(database.engine) as session:
@@ -110,17 +112,8 @@ def test_durations_come_from_the_status_history(database: Database, preset: None
         node.extra_data = {HISTORY: [{"status": "QUEUED", "first_observed_at": minute_ago}]}
         session.commit()
 
-    otel = Telemetry()
-    from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor
-
-    instrumentor = ExecStatusInstrumentor()
-    instrumentor.instrument(
-        tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider
-    )
-    try:
-        _set(database, ids["train"], Status.PENDING)
-    finally:
-        instrumentor.uninstrument()
+    otel = instrument()  # a new process: no record of the row, only the database
+    _set(database, ids["train"], Status.PENDING)
     (point,) = otel.transitions().values()
     assert point.attributes["execution.status.from"] == "queued"
     assert 60 <= point.sum < 62

@@ -36,13 +36,16 @@ from opentelemetry.instrumentation.utils import unwrap
 
 from opentelemetry_instrumentation_execstatus import telemetry
 from opentelemetry_instrumentation_execstatus.adapters import Adapter
-from opentelemetry_instrumentation_execstatus.patching import AnyPatch, OnImport
+from opentelemetry_instrumentation_execstatus.patching import AnyPatch, OnImport, Wrapper
 from opentelemetry_instrumentation_execstatus.semconv import (
     ExecutionLevel,
     ExecutionStatus,
     Orchestrator,
     SpawnFailureReason,
 )
+from opentelemetry_instrumentation_execstatus.workers import WorkerRecorder
+
+TANGLE = Orchestrator.TANGLE
 
 TANGLE_STATUSES: Final[Mapping[str, ExecutionStatus]] = {
     "INVALID": ExecutionStatus.FAILED,  # an ended node whose task could not be run as given
@@ -111,59 +114,48 @@ def instrument_execution_nodes(execution_node: type) -> Callable[[], None]:
         changed_at=tangle_status_changed_at,
         statuses=tangle_status,
         level=ExecutionLevel.STEP,
-        orchestrator=Orchestrator.TANGLE,
+        orchestrator=TANGLE,
     )
     return column.remove
 
 
-def _launch(wrapped: Any, _instance: Any, args: tuple, kwargs: dict) -> Any:
-    try:
-        launched = wrapped(*args, **kwargs)
-    except Exception as error:
+def _reporting(report: Callable[[WorkerRecorder, Exception | None], None]) -> Wrapper:
+    """A wrapper that reports each call's outcome: ``None`` when it returned, the exception
+    when it raised one. A call interrupted by a BaseException that is not an Exception (a
+    cancellation, an exit) reports nothing: it gave no verdict."""
+
+    def wrapper(wrapped: Any, _instance: Any, args: tuple, kwargs: dict) -> Any:
+        try:
+            result = wrapped(*args, **kwargs)
+        except Exception as error:
+            live = telemetry.current()
+            if live is not None:
+                report(live.workers, error)
+            raise
         live = telemetry.current()
         if live is not None:
-            reason = SpawnFailureReason.TIMEOUT if isinstance(error, TimeoutError) else None
-            live.workers.spawn(Orchestrator.TANGLE, False, reason or SpawnFailureReason.OTHER)
-        raise
-    live = telemetry.current()
-    if live is not None:
-        live.workers.spawn(Orchestrator.TANGLE, True)
-    return launched
+            report(live.workers, None)
+        return result
+
+    return wrapper
 
 
-def _refresh(wrapped: Any, _instance: Any, args: tuple, kwargs: dict) -> Any:
-    """A refresh is a health check; one interrupted (cancelled) gives no verdict."""
-    try:
-        refreshed = wrapped(*args, **kwargs)
-    except Exception:
-        live = telemetry.current()
-        if live is not None:
-            live.workers.health_check(Orchestrator.TANGLE, False)
-        raise
-    live = telemetry.current()
-    if live is not None:
-        live.workers.health_check(Orchestrator.TANGLE, True)
-    return refreshed
+def _spawn_failure(error: Exception) -> SpawnFailureReason:
+    return (
+        SpawnFailureReason.TIMEOUT if isinstance(error, TimeoutError) else SpawnFailureReason.OTHER
+    )
 
 
-def _terminate(wrapped: Any, _instance: Any, args: tuple, kwargs: dict) -> Any:
-    try:
-        result = wrapped(*args, **kwargs)
-    except Exception:
-        live = telemetry.current()
-        if live is not None:
-            live.workers.drain(Orchestrator.TANGLE, False)
-        raise
-    live = telemetry.current()
-    if live is not None:
-        live.workers.drain(Orchestrator.TANGLE, True)
-    return result
-
-
-LAUNCHER_METHODS: Final = {
-    "launch_container_task": _launch,
-    "get_refreshed_launched_container_from_dict": _refresh,
-    "terminate": _terminate,
+LAUNCHER_METHODS: Final[dict[str, Wrapper]] = {
+    "launch_container_task": _reporting(
+        lambda workers, error: workers.spawn(
+            TANGLE, error is None, None if error is None else _spawn_failure(error)
+        )
+    ),
+    "get_refreshed_launched_container_from_dict": _reporting(
+        lambda workers, error: workers.health_check(TANGLE, error is None)
+    ),
+    "terminate": _reporting(lambda workers, error: workers.drain(TANGLE, error is None)),
 }
 LAUNCHER_MODULES: Final = tuple(
     f"cloud_pipelines_backend.launchers.{name}"
