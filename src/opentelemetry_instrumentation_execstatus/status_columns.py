@@ -103,7 +103,9 @@ class StatusColumn:
 
     def __post_init__(self) -> None:
         mapper = inspect(self.attribute.class_)
-        self._table: str = mapper.persist_selectable.name
+        # The base table names the row even under joined inheritance, where a subclass row
+        # spans two tables but keeps the base's primary key; foreign keys point to it too.
+        self._table: str = mapper.base_mapper.local_table.name
         self._primary_key = tuple(
             mapper.get_property_by_column(column).key for column in mapper.primary_key
         )

@@ -106,7 +106,7 @@ class _Execution:
         self.parent_key = parent_key
         self.persisted = persisted
         self.status: ExecutionStatus | None = None  # None until its first status is emitted
-        self.since_ns = 0
+        self.since_ns: int | None = 0  # None only for a persisted row whose start is unknown
         self.span: Span | None = None
         self.context: Context | None = None  # the span's context, for children and exemplars
         self.metric_pipeline: str | None = None
@@ -491,8 +491,8 @@ class StatusTracker:
             return True
         if previous is current:  # nothing changed, though this process may have been behind
             execution.status = current
-            if since is not None:
-                execution.since_ns = since
+            if since is not None or recorded is None:
+                execution.since_ns = since  # None: when it began is unknown, so no sample
             return True
         if execution.span is None and self._wants_span(execution):
             self._open_span(execution, previous, at_ns if since is None else since, parent_context)

@@ -140,6 +140,26 @@ def test_without_a_stored_time_a_restart_loses_only_the_first_duration(
     assert PAUSE <= points[("running", "succeeded")].sum < PAUSE + 2
 
 
+def test_a_row_first_seen_in_an_unchanged_status_gives_no_made_up_duration(
+    instrument: Callable[..., Telemetry], database: Database, columns: Callable[..., StatusColumn]
+) -> None:
+    """todo -> waiting is queued -> queued; when it began is stored nowhere, so the next
+    change, assigned blind to the expired instance, has nothing to measure from."""
+    columns(Chore.status, statuses={"todo": "queued", "waiting": "queued", "done": "succeeded"})
+    with Session(database.engine) as session:
+        session.add(Chore(id=1, status="todo"))
+        session.commit()
+    otel = instrument()
+    with Session(database.engine) as session:
+        chore = session.get(Chore, 1)
+        chore.status = "waiting"
+        session.commit()
+        chore.status = "done"
+        session.commit()
+    assert otel.transition_counts() == {}
+    assert otel.span("step").attributes["execution.status"] == "succeeded"
+
+
 def _orchestrate(database: Database) -> None:
     """An orchestrator's usual moves, including blind assignments to expired instances and
     flushes before commits."""
