@@ -270,8 +270,10 @@ class StatusTracker:
         at_ns = clock.now_ns() if timestamp is None else clock.from_timestamp(timestamp)
         stored = None if previous_status is None else to_status(previous_status)
         stored_since = None if previous_since is None else clock.from_timestamp(previous_since)
-        # A row taken from a final status back to a non-final one (a retry) is a new execution.
-        reopen = persisted and stored is not None and stored.is_final and not current.is_final
+        # For a persisted execution whose key has ended, a change from a final status to a
+        # non-final one (a retry), or from no known status (a new row reusing the id, a blind
+        # assignment), starts a new execution.
+        reopen = persisted and (stored is None or (stored.is_final and not current.is_final))
 
         execution, evicted = self._lookup_or_create(
             key,

@@ -336,6 +336,21 @@ def test_a_row_run_again_after_its_end_is_a_new_execution(
     }
 
 
+def test_a_new_row_reusing_an_ended_rows_id_is_a_new_execution(
+    instrument: Callable[..., Telemetry], database: Database, jobs: StatusColumn
+) -> None:
+    otel = instrument()
+    for _ in range(2):
+        job_id = _create_job(database)
+        _advance(database, job_id, Status.RUNNING, Status.SUCCEEDED)
+        with Session(database.engine) as session:
+            session.delete(session.get(Job, job_id))
+            session.commit()
+    assert job_id == 1  # SQLite gave the second row the first one's id
+    assert len([span for span in otel.spans() if span.name == "train"]) == 2
+    assert otel.transition_counts() == {("queued", "running"): 2, ("running", "succeeded"): 2}
+
+
 def test_instrumentation_errors_never_reach_the_orchestrator(
     instrument: Callable[..., Telemetry],
     database: Database,
