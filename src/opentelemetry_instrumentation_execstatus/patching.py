@@ -100,9 +100,14 @@ class Patcher:
         owner, attribute = _resolve(module, patch.target)
         if (owner, attribute) in self._applied:
             return
-        wrapt.wrap_function_wrapper(owner, attribute, patch.wrapper)
+        self._undo.append(wrap(owner, attribute, patch.wrapper))
         self._applied.add((owner, attribute))
-        self._undo.append(lambda: unwrap(owner, attribute))
+
+
+def wrap(owner: Any, attribute: str, wrapper: Wrapper) -> Callable[[], None]:
+    """Wrap ``owner.attribute`` with a wrapt ``wrapper``; returns what puts the original back."""
+    wrapt.wrap_function_wrapper(owner, attribute, wrapper)
+    return lambda: unwrap(owner, attribute)
 
 
 def _resolve(module: ModuleType, target: str) -> tuple[Any, str]:

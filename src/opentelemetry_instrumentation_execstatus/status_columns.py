@@ -94,7 +94,6 @@ class StatusColumn:
     name_key: str | None
     pipeline_key: str | None
     parent_key: str | None
-    parent_table: str
     changed_at: ChangedAt | None
     statuses: StatusMap | None
     level: ExecutionLevel
@@ -109,6 +108,10 @@ class StatusColumn:
         self._primary_key = tuple(
             mapper.get_property_by_column(column).key for column in mapper.primary_key
         )
+        # The parent's table: the one the parent column's foreign key points to, else this one.
+        parent_column = mapper.columns.get(self.parent_key) if self.parent_key else None
+        foreign_keys = getattr(parent_column, "foreign_keys", ())
+        self._parent_table = next((fk.column.table.name for fk in foreign_keys), self._table)
 
     def remove(self) -> None:
         """Stop instrumenting the column (its listeners are removed)."""
@@ -140,11 +143,14 @@ class StatusColumn:
             previous: ExecutionStatus | None = row.changes[-1].status
             previous_since: clock.Timestamp | None = row.changes[-1].at
         else:
-            # No change of this transaction stands before this one (or they were undone):
-            # the loaded value is the database's, and so is the stored time it began.
+            # No change of this transaction stands before this one (or they were undone): the
+            # database's value is the loaded one, or the one loaded before an uncommitted
+            # change (a session closed without commit leaves its objects modified).
             row = state.info[self] = _Row()
-            previous = self._canonical(old, state.dict) if loaded else None
-            previous_since = self._stored_since(state, old) if loaded else None
+            stored = state.committed_state.get(self.attribute.key, old)
+            known = stored is not NO_VALUE and stored is not None
+            previous = self._canonical(stored, state.dict) if known else None
+            previous_since = self._stored_since(state, stored) if known else None
         if loaded and old == value:
             return
         session = state.session
@@ -214,7 +220,7 @@ class StatusColumn:
             run_id=run_id,
             name=loaded.get(self.name_key) if self.name_key else None,
             pipeline=loaded.get(self.pipeline_key) if self.pipeline_key else None,
-            parent_key=None if parent is None else ("sqlalchemy", self.parent_table, (parent,)),
+            parent_key=None if parent is None else ("sqlalchemy", self._parent_table, (parent,)),
         )
 
     def _drop(self, state: InstanceState, rolled_back: SessionTransaction) -> bool:
@@ -278,14 +284,12 @@ def instrument_status_column(
     The listeners do nothing while the instrumentation is off, so this may be called before
     ``instrument()``. Returns the instrumented column; ``remove()`` undoes this call.
     """
-    parent_key = _key_of(parent) if parent is not None else None
     column = StatusColumn(
         attribute=status,
         id_key=_key_of(id) if id is not None else None,
         name_key=_key_of(name) if name is not None else None,
         pipeline_key=_key_of(pipeline) if pipeline is not None else None,
-        parent_key=parent_key,
-        parent_table=_parent_table(status, parent_key),
+        parent_key=_key_of(parent) if parent is not None else None,
         changed_at=changed_at,
         statuses=statuses,
         level=to_enum(ExecutionLevel, level, ExecutionLevel.STEP),
@@ -297,16 +301,6 @@ def instrument_status_column(
 
 def _key_of(attribute: Attribute) -> str:
     return attribute if isinstance(attribute, str) else attribute.key
-
-
-def _parent_table(status: QueryableAttribute, parent_key: str | None) -> str:
-    """The table the parent column points to: its foreign key's, else the status's own."""
-    table = status.class_.__table__
-    if parent_key is not None:
-        column = inspect(status.class_).columns.get(parent_key)
-        for foreign_key in getattr(column, "foreign_keys", ()):
-            return foreign_key.column.table.name
-    return table.name
 
 
 def _as_timestamp(value: Any) -> clock.Timestamp | None:

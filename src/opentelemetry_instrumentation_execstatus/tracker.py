@@ -204,6 +204,12 @@ class StatusTracker:
         with execution.lock:
             return execution.context
 
+    def _finishing_here(self) -> bool:
+        """Is an execution that this process will finish still in flight? Database rows are
+        not: another process, or a later run of this one, may change them next."""
+        with self._lock:
+            return any(not execution.persisted for execution in self._in_flight.values())
+
     def end_in_flight(self, grace_seconds: float) -> None:
         """At exit: give executions ``grace_seconds`` to finish, then end the rest as cancelled.
 
@@ -212,7 +218,7 @@ class StatusTracker:
         their runs', would never end and never be exported.
         """
         deadline = time.monotonic() + grace_seconds
-        while self._in_flight and time.monotonic() < deadline:
+        while self._finishing_here() and time.monotonic() < deadline:
             time.sleep(0.005)
         with self._lock:
             remaining = list(self._in_flight.items())
@@ -453,7 +459,7 @@ class StatusTracker:
             return True
         if previous is current or previous.is_final:
             return False  # same canonical status, or a late event after the end
-        self._change(execution, previous, current, at_ns, execution.since_ns, previous)
+        self._change(execution, previous, current, at_ns, execution.since_ns)
         return True
 
     def _apply_persisted(
@@ -498,7 +504,7 @@ class StatusTracker:
             return True
         if execution.span is None and self._wants_span(execution):
             self._open_span(execution, previous, at_ns if since is None else since, parent_context)
-        self._change(execution, previous, current, at_ns, since, previous)
+        self._change(execution, previous, current, at_ns, since)
         return True
 
     def _change(
@@ -508,12 +514,8 @@ class StatusTracker:
         current: ExecutionStatus,
         at_ns: int,
         since_ns: int | None,
-        counted: ExecutionStatus | None,
     ) -> None:
-        """Leave ``previous`` (entered at ``since_ns``, if known) for ``current``.
-
-        ``counted`` is the status whose ``execution.active`` series gives this execution back.
-        """
+        """Leave ``previous`` (entered at ``since_ns``, if known) for ``current``."""
         execution.status = current
         execution.since_ns = at_ns
         if since_ns is not None:
@@ -529,9 +531,9 @@ class StatusTracker:
                 ),
                 context=execution.context,
             )
-        if counted is not None and not counted.is_final:
+        if not previous.is_final:  # a persisted row may come back from a final status
             self._active.add(
-                -1, _active_attributes(execution.orchestrator, execution.level, counted)
+                -1, _active_attributes(execution.orchestrator, execution.level, previous)
             )
         if not current.is_final:
             self._active.add(

@@ -87,3 +87,29 @@ def test_launch_refresh_terminate_are_spawn_health_drain(instrument, launchers):
 
     undo()
     assert launchers.DockerContainerLauncher.__dict__["launch_container_task"] is original_launch
+
+
+def test_a_module_that_cannot_be_wrapped_whole_is_left_as_it_was(tmp_path, monkeypatch):
+    (tmp_path / "tangle_sealed_launchers.py").write_text(
+        LAUNCHERS
+        + """
+
+class Sealed(type):
+    def __setattr__(cls, name, value):
+        raise TypeError("sealed")
+
+
+class SealedLauncher(metaclass=Sealed):
+    def terminate(self):
+        pass
+"""
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = __import__("tangle_sealed_launchers")
+    original = module.DockerContainerLauncher.__dict__["launch_container_task"]
+    try:
+        with pytest.raises(TypeError):
+            instrument_launchers(module)
+        assert module.DockerContainerLauncher.__dict__["launch_container_task"] is original
+    finally:
+        sys.modules.pop("tangle_sealed_launchers", None)

@@ -273,17 +273,40 @@ def test_a_rolled_back_assignment_never_happened(
         session.commit()
     with Session(database.engine) as session:
         job = session.get(Job, job_id)
+        job.move_to(Status.RUNNING)  # before the savepoint: kept
         savepoint = session.begin_nested()
-        job.move_to(Status.RUNNING)
+        job.move_to(Status.FAILED)
         savepoint.rollback()  # only the savepoint's change is undone
         job.move_to(Status.SUCCEEDED)
         session.commit()
-    assert otel.transition_counts() == {("queued", "pending"): 1, ("pending", "succeeded"): 1}
+    assert otel.transition_counts() == {
+        ("queued", "pending"): 1,
+        ("pending", "running"): 1,
+        ("running", "succeeded"): 1,
+    }
     assert [event.attributes["execution.status.to"] for event in otel.span("train").events] == [
         "queued",
         "pending",
+        "running",
         "succeeded",
     ]
+
+
+def test_an_object_left_modified_by_a_closed_session_is_measured_from_the_database(
+    instrument: Callable[..., Telemetry], database: Database, jobs: StatusColumn
+) -> None:
+    """Closing a session without commit leaves its objects modified: reused in another
+    session, the object's RUNNING was never the database's status, QUEUED was."""
+    otel = instrument()
+    job_id = _create_job(database)
+    with Session(database.engine) as session:
+        job = session.get(Job, job_id)
+        job.move_to(Status.RUNNING)
+    with Session(database.engine) as session:
+        session.add(job)
+        job.move_to(Status.SUCCEEDED)
+        session.commit()
+    assert otel.transition_counts() == {("queued", "succeeded"): 1}
 
 
 def test_a_session_closed_without_commit_emits_nothing(
@@ -380,6 +403,18 @@ def test_off_until_instrumented_and_removable(
     _advance(database, job_id, Status.SUCCEEDED)
     assert otel.transition_counts() == {("queued", "running"): 1}
     assert otel.spans() == []  # the execution never ended here
+
+
+def test_exit_does_not_wait_for_rows_that_stay_in_flight(
+    instrument: Callable[..., Telemetry], database: Database, jobs: StatusColumn
+) -> None:
+    """The exit grace is for executions this process will finish; a queued row is not one
+    (an API process that queues runs would otherwise always wait the whole grace)."""
+    instrument()
+    _create_job(database)
+    started = time.monotonic()
+    telemetry.current().tracker.end_in_flight(grace_seconds=30)
+    assert time.monotonic() - started < 10
 
 
 def test_at_exit_a_row_keeps_its_status(

@@ -31,12 +31,9 @@ from enum import Enum
 from types import ModuleType
 from typing import Any, Callable, Final
 
-import wrapt
-from opentelemetry.instrumentation.utils import unwrap
-
 from opentelemetry_instrumentation_execstatus import telemetry
 from opentelemetry_instrumentation_execstatus.adapters import Adapter
-from opentelemetry_instrumentation_execstatus.patching import AnyPatch, OnImport, Wrapper
+from opentelemetry_instrumentation_execstatus.patching import AnyPatch, OnImport, Wrapper, wrap
 from opentelemetry_instrumentation_execstatus.semconv import (
     ExecutionLevel,
     ExecutionStatus,
@@ -175,20 +172,23 @@ def instrument_launchers(module: ModuleType) -> Callable[[], None]:
     Each concrete launcher overrides the interface's methods, so they are wrapped where they
     are defined (a subclass that inherits one is covered by its base). Returns what undoes it.
     """
-    wrapped: list[tuple[type, str]] = []
-    for cls in list(vars(module).values()):
-        if not isinstance(cls, type) or cls.__module__ != module.__name__:
-            continue
-        for method, wrapper in LAUNCHER_METHODS.items():
-            if callable(cls.__dict__.get(method)):
-                wrapt.wrap_function_wrapper(cls, method, wrapper)
-                wrapped.append((cls, method))
+    undo: list[Callable[[], None]] = []
 
-    def undo() -> None:
-        for cls, method in reversed(wrapped):
-            unwrap(cls, method)
+    def unwrap_all() -> None:
+        for step in reversed(undo):
+            step()
 
-    return undo
+    try:
+        for cls in list(vars(module).values()):
+            if not isinstance(cls, type) or cls.__module__ != module.__name__:
+                continue
+            for method, wrapper in LAUNCHER_METHODS.items():
+                if callable(cls.__dict__.get(method)):
+                    undo.append(wrap(cls, method, wrapper))
+    except Exception:
+        unwrap_all()  # all or nothing: a half-wrapped module would outlive uninstrument()
+        raise
+    return unwrap_all
 
 
 class TangleAdapter(Adapter):
