@@ -3,7 +3,7 @@
 Run it under ``opentelemetry-instrument`` to see its jobs as spans and its workers as counters::
 
     opentelemetry-instrument --traces_exporter console --metrics_exporter console \\
-        python examples/control_plane.py
+        python examples/control_plane.py [--runs N]
 
 The only telemetry code is calls to ``opentelemetry_instrumentation_execstatus.api``, as in a
 control plane of your own. It starts three worker threads (worker-2's first spawn fails: its
@@ -17,6 +17,7 @@ drained. Everything is deterministic: which worker runs which job, every count, 
 
 from __future__ import annotations
 
+import argparse
 import queue
 import threading
 import time
@@ -244,16 +245,21 @@ class ControlPlane:
         api.report_worker_state(worker.name, None)  # retired: no longer a worker
 
 
-def main() -> dict[str, str]:
-    """Run the nightly pipeline on three workers; the final status of each job."""
+def main(run_id: str = "nightly-1") -> dict[str, str]:
+    """Run the nightly pipeline on three workers; the final status of each job. Each run needs
+    an id of its own: a status reported for an id that has already ended is taken as a late
+    event and dropped."""
     control_plane = ControlPlane()
     control_plane.start()
-    control_plane.submit("nightly-1", "nightly", JOBS)
+    control_plane.submit(run_id, "nightly", JOBS)
     while control_plane.has_work():
         control_plane.tick()
     return control_plane.shutdown()
 
 
 if __name__ == "__main__":
-    for job_name, final_status in main().items():
-        print(f"{job_name}: {final_status}")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1, help="runs of the pipeline, one by one")
+    for number in range(1, parser.parse_args().runs + 1):
+        for job_name, final_status in main(f"nightly-{number}").items():
+            print(f"{job_name}: {final_status}")

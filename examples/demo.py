@@ -63,8 +63,8 @@ def _run_sqlalchemy(runs: int) -> None:
 def _run_control_plane(runs: int) -> None:
     import control_plane
 
-    for _ in range(runs):
-        control_plane.main()
+    for number in range(1, runs + 1):
+        control_plane.main(f"nightly-{number}")
 
 
 PIPELINES: dict[str, Callable[[int], None]] = {

@@ -154,7 +154,7 @@ def run_instrumented(script: Path, *arguments: str) -> list[dict[str, Any]]:
         timeout=180,
         check=True,
     )
-    return _json_documents(completed.stdout)
+    return json_documents(completed.stdout)[0]
 
 
 def console_spans(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -176,17 +176,23 @@ def console_points(documents: list[dict[str, Any]], metric_name: str) -> list[di
     ]
 
 
-def _json_documents(text: str) -> list[dict[str, Any]]:
-    """The console exporters print JSON documents between the script's own output lines."""
+def json_documents(text: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The console exporters print JSON documents between the script's own output lines:
+    return the documents, and the other non-empty lines."""
     decoder = json.JSONDecoder()
     documents: list[dict[str, Any]] = []
+    rest: list[str] = []
     index = 0
     while (start := text.find("{", index)) >= 0:
         try:
-            document, index = decoder.raw_decode(text, start)
+            document, end = decoder.raw_decode(text, start)
         except ValueError:
+            rest.append(text[index : start + 1])
             index = start + 1
             continue
+        rest.append(text[index:start])
+        index = end
         if isinstance(document, dict):
             documents.append(document)
-    return documents
+    rest.append(text[index:])
+    return documents, [line.strip() for line in "".join(rest).splitlines() if line.strip()]
