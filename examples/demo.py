@@ -5,7 +5,8 @@
 Runs an example (``examples/routilux_pipeline.py`` by default; see ``PIPELINES``) and prints
 the span tree of every run with durations and final statuses, the time spent per transition
 (``execution.status_transition.duration``) and the worker counters. When
-``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, the same telemetry is also exported over OTLP.
+``OTEL_EXPORTER_OTLP_ENDPOINT`` (or the per-signal ``..._TRACES_ENDPOINT`` and
+``..._METRICS_ENDPOINT``) is set, the same telemetry is also exported over OTLP/HTTP.
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ PIPELINES: dict[str, Callable[[int], None]] = {
 }
 
 
+# The general OTLP endpoint, then the traces and metrics ones (which win over it).
+OTLP_SIGNALS = ("_", "_TRACES_", "_METRICS_")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orchestrator", choices=sorted(PIPELINES), default="routilux")
@@ -91,8 +96,8 @@ def main() -> None:
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     reader = InMemoryMetricReader()
     readers: list[MetricReader] = [reader]
-    otlp = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
-    if otlp:
+    otlp = [os.environ.get(f"OTEL_EXPORTER_OTLP{signal}ENDPOINT") for signal in OTLP_SIGNALS]
+    if any(otlp):
         readers.append(_add_otlp(tracer_provider))
     meter_provider = MeterProvider(metric_readers=readers, resource=resource)
 
@@ -106,8 +111,10 @@ def main() -> None:
     print(_worker_counters(reader))
     tracer_provider.shutdown()
     meter_provider.shutdown()
-    if otlp:
-        print(f"\nAlso exported over OTLP to {os.environ['OTEL_EXPORTER_OTLP_ENDPOINT']}.")
+    if any(otlp):
+        general, traces, metrics = otlp
+        print(f"\nAlso exported over OTLP/HTTP: traces to {traces or general},")
+        print(f"                              metrics to {metrics or general}.")
 
 
 def _add_otlp(tracer_provider: TracerProvider) -> MetricReader:
