@@ -273,7 +273,7 @@ def fetch_stored(run: OtlpRun, backends: Backends) -> Stored:
         lambda stored: len(stored) >= len(emitted),
         f"Phoenix does not hold the {len(emitted)} spans of {run.service}",
     )
-    assert {span["context"]["span_id"] for span in spans} == set(emitted)
+    assert sorted(span["context"]["span_id"] for span in spans) == sorted(emitted)
     for span in spans:
         _assert_same_span(span, emitted[span["context"]["span_id"]])
     stored = Stored(run=run, backends=backends, spans=spans)
