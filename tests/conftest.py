@@ -1,4 +1,5 @@
-"""Shared fixtures: the real OpenTelemetry SDK with in-memory exporter and reader."""
+"""Shared fixtures: the real OpenTelemetry SDK with in-memory exporter and reader, and the real
+OTLP backends for the end-to-end tests."""
 
 from __future__ import annotations
 
