@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from support import console_spans, json_documents
+from support import console_spans, instrumented_command, json_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS_SCRIPT = ROOT / "scripts" / "backends"
@@ -168,11 +168,10 @@ def run_exporting(
         "OTEL_METRIC_EXPORT_INTERVAL": "600000",  # one export per reader, at shutdown
         **(overrides or {}),
     }
-    command = [str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable]
     with tempfile.TemporaryFile("w+") as errors:
         started = time.monotonic()
         process = subprocess.Popen(
-            [*command, str(script), *arguments],
+            instrumented_command(script, *arguments),
             stdout=subprocess.PIPE,
             stderr=errors,
             text=True,
@@ -233,20 +232,22 @@ class Stored:
     def children(self, parent: dict[str, Any]) -> list[dict[str, Any]]:
         return [s for s in self.spans if s["parent_id"] == parent["context"]["span_id"]]
 
-    def series(self, metric: str, selector: str = "") -> dict[frozenset, float]:
+    def selector(self, *matchers: str) -> str:
+        """A PromQL label selector for this run's series (its ``service_name``), narrowed by
+        further ``matchers`` such as ``'execution_level="step"'``."""
+        return "{" + ",".join([f'service_name="{self.run.service}"', *filter(None, matchers)]) + "}"
+
+    def series(self, metric: str) -> dict[frozenset, float]:
         """Our labels -> value of every series of ``metric`` from this run."""
-        matchers = ",".join(filter(None, [f'service_name="{self.run.service}"', selector]))
         return {
             _our_labels(series): float(series["value"][1])
-            for series in self.backends.query(f"{metric}{{{matchers}}}")
+            for series in self.backends.query(f"{metric}{self.selector()}")
         }
 
     def sums_by(self, metric: str, *labels: str, selector: str = "") -> dict[Any, float]:
         """``metric`` summed by the given labels (a tuple for several, a value for one)."""
-        by = ", ".join(labels)
         results = self.backends.query(
-            f'sum by ({by}) ({metric}{{service_name="{self.run.service}"'
-            f"{', ' + selector if selector else ''}}})"
+            f"sum by ({', '.join(labels)}) ({metric}{self.selector(selector)})"
         )
         totals = {}
         for series in results:
@@ -329,7 +330,7 @@ def _assert_same_metric(stored: Stored, metric: dict[str, Any]) -> None:
     sums = stored.series(f"{name}_sum")
     for labels, point in points.items():
         assert math.isclose(sums[labels], point["sum"], rel_tol=1e-9), (name, labels)
-    buckets = stored.backends.query(f'{name}_bucket{{service_name="{stored.run.service}"}}')
+    buckets = stored.backends.query(f"{name}_bucket{stored.selector()}")
     for labels, point in points.items():
         stored_buckets = {
             float(series["metric"]["le"]): float(series["value"][1])
@@ -355,11 +356,9 @@ def _assert_plausible_quantile(
 ) -> None:
     """histogram_quantile over the stored buckets falls inside the buckets that hold the
     emitted minimum and maximum."""
-    selector = ",".join(
-        [f'service_name="{stored.run.service}"', *(f'{k}="{v}"' for k, v in sorted(labels))]
-    )
+    selector = stored.selector(*(f'{key}="{value}"' for key, value in sorted(labels)))
     (result,) = stored.backends.query(
-        f"histogram_quantile(0.5, sum by (le) ({name}_bucket{{{selector}}}))"
+        f"histogram_quantile(0.5, sum by (le) ({name}_bucket{selector}))"
     )
     median = float(result["value"][1])
     bounds = [0.0, *point["explicit_bounds"], math.inf]

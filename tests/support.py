@@ -142,12 +142,7 @@ def run_instrumented(script: Path, *arguments: str) -> list[dict[str, Any]]:
         "OTEL_SERVICE_NAME": f"example-{script.stem}",
     }
     completed = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "opentelemetry-instrument"),
-            sys.executable,
-            str(script),
-            *arguments,
-        ],
+        instrumented_command(script, *arguments),
         capture_output=True,
         text=True,
         env=environment,
@@ -155,6 +150,13 @@ def run_instrumented(script: Path, *arguments: str) -> list[dict[str, Any]]:
         check=True,
     )
     return json_documents(completed.stdout)[0]
+
+
+def instrumented_command(script: Path, *arguments: str) -> list[str]:
+    """``opentelemetry-instrument python <script> <arguments>``, from this interpreter's
+    environment, as a user runs a script zero-code."""
+    instrument = Path(sys.executable).parent / "opentelemetry-instrument"
+    return [str(instrument), sys.executable, str(script), *arguments]
 
 
 def console_spans(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
