@@ -311,34 +311,56 @@ def _emitted_metrics(documents: list[dict[str, Any]]) -> Iterable[dict[str, Any]
 
 
 def _assert_same_metric(stored: Stored, metric: dict[str, Any]) -> None:
+    """Wait until VictoriaMetrics answers with the run's final values, not only its series:
+    a sample becomes queryable a moment after it is accepted, so an earlier export's value
+    can still be the newest one the first reads see."""
     name = prometheus_name(metric)
     points = {labels_of(p["attributes"]): p for p in metric["data"]["data_points"]}
     if "bucket_counts" not in next(iter(points.values())):
-        values = poll(
+        expected = {labels: p["value"] for labels, p in points.items()}
+        poll(
             lambda: stored.series(name),
-            lambda series: len(series) >= len(points),
-            f"VictoriaMetrics does not hold the {len(points)} series of {name}",
+            lambda values: values == expected,
+            f"VictoriaMetrics does not hold the emitted {name} {expected}",
         )
-        assert values == {labels: p["value"] for labels, p in points.items()}, name
         return
-    counts = poll(
-        lambda: stored.series(f"{name}_count"),
-        lambda series: len(series) >= len(points),
-        f"VictoriaMetrics does not hold the {len(points)} series of {name}",
+    expected_histogram = {
+        labels: (point["count"], point["sum"], _cumulative_buckets(point))
+        for labels, point in points.items()
+    }
+    poll(
+        lambda: _stored_histogram(stored, name),
+        lambda histogram: _same_histogram(histogram, expected_histogram),
+        f"VictoriaMetrics does not hold the emitted {name}: {expected_histogram}",
     )
-    assert counts == {labels: p["count"] for labels, p in points.items()}, name
-    sums = stored.series(f"{name}_sum")
     for labels, point in points.items():
-        assert math.isclose(sums[labels], point["sum"], rel_tol=1e-9), (name, labels)
-    buckets = stored.backends.query(f"{name}_bucket{stored.selector()}")
-    for labels, point in points.items():
-        stored_buckets = {
-            float(series["metric"]["le"]): float(series["value"][1])
-            for series in buckets
-            if _our_labels(series) == labels
-        }
-        assert stored_buckets == _cumulative_buckets(point), (name, labels)
         _assert_plausible_quantile(stored, name, labels, point)
+
+
+def _stored_histogram(stored: Stored, name: str) -> dict[frozenset, tuple]:
+    """Our labels -> (count, sum, cumulative buckets by ``le``) of a stored histogram."""
+    counts = stored.series(f"{name}_count")
+    sums = stored.series(f"{name}_sum")
+    buckets: dict[frozenset, dict[float, float]] = {}
+    for series in stored.backends.query(f"{name}_bucket{stored.selector()}"):
+        labels = _our_labels(series)
+        buckets.setdefault(labels, {})[float(series["metric"]["le"])] = float(series["value"][1])
+    return {
+        labels: (count, sums.get(labels), buckets.get(labels)) for labels, count in counts.items()
+    }
+
+
+def _same_histogram(stored: dict[frozenset, tuple], expected: dict[frozenset, tuple]) -> bool:
+    """Counts and buckets exactly, sums to 1e-9 relative (they cross a float text form)."""
+    if stored.keys() != expected.keys():
+        return False
+    for labels, (count, total, buckets) in expected.items():
+        stored_count, stored_total, stored_buckets = stored[labels]
+        if stored_count != count or stored_buckets != buckets or stored_total is None:
+            return False
+        if not math.isclose(stored_total, total, rel_tol=1e-9):
+            return False
+    return True
 
 
 def _cumulative_buckets(point: dict[str, Any]) -> dict[float, float]:
