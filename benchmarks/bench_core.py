@@ -1,0 +1,376 @@
+"""The core, with no orchestrator: the floor, the disabled path, memory, import cost.
+
+- floor: a step reported queued -> running -> succeeded through the public API, against the
+  same OpenTelemetry SDK calls written out by hand (one span with its three status-change
+  events and its final attributes, two histogram records, four up-down counter changes, the
+  same attributes and instruments). The difference is everything the tracker adds.
+- disabled: a step function behind a wrapper that reports running and succeeded around it, as
+  an adapter does, with OpenTelemetry off in each of the three ways a user turns it off,
+  against the same function behind a wrapt pass-through wrapper.
+- memory and import: measured in fresh interpreters, reported as facts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+import wrapt
+from harness import Case, Results, arguments, compare, finish, scale, sdk_providers, versions
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import SpanKind
+
+from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor, api, clock, semconv
+from opentelemetry_instrumentation_execstatus.instruments import Instruments
+
+SUITE = "core"
+INSTRUMENTOR = ExecStatusInstrumentor()
+_ids = itertools.count()
+
+
+def _instrument(**kwargs: Any) -> Callable[[], None]:
+    return lambda: INSTRUMENTOR.instrument(**kwargs)
+
+
+def _uninstrument() -> None:
+    INSTRUMENTOR.uninstrument()
+
+
+# -- the floor --------------------------------------------------------------------------------
+
+
+def _report_step(iterations: int) -> None:
+    """A step's three statuses through the public API: two transitions."""
+    for _ in range(iterations):
+        step = next(_ids)
+        api.report_status(step, "queued", name="load", pipeline="nightly")
+        api.report_status(step, "running")
+        api.report_status(step, "succeeded")
+
+
+def _hand_written_step(
+    tracer_provider: Any, meter_provider: MeterProvider
+) -> Callable[[int], None]:
+    """The SDK calls the tracker makes for one step, written out with prebuilt attributes."""
+    tracer = tracer_provider.get_tracer("floor")
+    instruments = Instruments(meter_provider.get_meter("floor"))
+    duration, active = instruments.status_transition_duration, instruments.active_executions
+    common = {"execution.orchestrator": "api", "execution.level": "step"}
+    start = {**common, "cicd.pipeline.name": "nightly", "cicd.pipeline.task.name": "load"}
+    queued, running = (
+        {**common, "execution.status": "queued"},
+        {**common, "execution.status": "running"},
+    )
+    labels = {**common, "cicd.pipeline.name": "nightly", "cicd.pipeline.task.name": "load"}
+    queued_to_running = {
+        **labels,
+        "execution.status.from": "queued",
+        "execution.status.to": "running",
+    }
+    running_to_succeeded = {
+        **labels,
+        "execution.status.from": "running",
+        "execution.status.to": "succeeded",
+    }
+    event = semconv.STATUS_CHANGE_EVENT
+    to_queued = {"execution.status.to": "queued"}
+    to_running = {"execution.status.from": "queued", "execution.status.to": "running"}
+    to_succeeded = {"execution.status.from": "running", "execution.status.to": "succeeded"}
+    now, wall = clock.now_ns, clock.to_wall_ns
+
+    def run(iterations: int) -> None:
+        for step in range(iterations):
+            at = now()
+            span = tracer.start_span(
+                "load",
+                kind=SpanKind.INTERNAL,
+                attributes={**start, "cicd.pipeline.task.run.id": str(step)},
+                start_time=wall(at),
+            )
+            context = trace.set_span_in_context(span)
+            span.add_event(event, to_queued, timestamp=wall(at))
+            active.add(1, queued)
+            since, at = at, now()
+            duration.record((at - since) / 1e9, queued_to_running, context=context)
+            active.add(-1, queued)
+            active.add(1, running)
+            span.add_event(event, to_running, timestamp=wall(at))
+            since, at = at, now()
+            duration.record((at - since) / 1e9, running_to_succeeded, context=context)
+            active.add(-1, running)
+            span.add_event(event, to_succeeded, timestamp=wall(at))
+            span.set_attribute("execution.status", "succeeded")
+            span.set_attribute("execution.cached", False)
+            span.set_attribute("cicd.pipeline.task.run.result", "success")
+            span.end(end_time=wall(at))
+
+    return run
+
+
+def _minimal_step(tracer_provider: Any, meter_provider: MeterProvider) -> Callable[[int], None]:
+    """The issue's floor taken literally: one span, one histogram record, one counter change."""
+    tracer = tracer_provider.get_tracer("minimal")
+    instruments = Instruments(meter_provider.get_meter("minimal"))
+    duration, active = instruments.status_transition_duration, instruments.active_executions
+    attributes = {
+        "execution.orchestrator": "api",
+        "execution.level": "step",
+        "execution.status.from": "running",
+        "execution.status.to": "succeeded",
+    }
+
+    def run(iterations: int) -> None:
+        for _ in range(iterations):
+            span = tracer.start_span("load", attributes=attributes)
+            duration.record(0.5, attributes)
+            active.add(1, attributes)
+            span.end()
+
+    return run
+
+
+def floor(quick: bool) -> list:
+    tracer_provider, meter_provider = sdk_providers()
+    iterations, rounds = scale(quick, 2000, 15)
+    hand_written = Case(
+        "same SDK calls, by hand", _hand_written_step(tracer_provider, meter_provider), 2
+    )
+    rows = compare(
+        SUITE,
+        "floor: per transition vs the same SDK calls",
+        hand_written,
+        [
+            Case(
+                "execstatus (public API)",
+                _report_step,
+                2,
+                setup=_instrument(tracer_provider=tracer_provider, meter_provider=meter_provider),
+                teardown=_uninstrument,
+            )
+        ],
+        unit="transition",
+        iterations=iterations,
+        rounds=rounds,
+        goal=1.10,
+    )
+    rows += compare(
+        SUITE,
+        "floor: what the contract's span events and attributes cost",
+        Case(
+            "one span + one record + one counter change",
+            _minimal_step(tracer_provider, meter_provider),
+        ),
+        [hand_written],
+        unit="transition",
+        iterations=iterations,
+        rounds=rounds,
+        note="the same SDK calls as execstatus makes, against the literal minimum",
+    )
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
+    return rows
+
+
+# -- the disabled path -----------------------------------------------------------------------
+
+
+def _step() -> None:
+    return None
+
+
+@wrapt.decorator
+def _pass_through(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+    return wrapped(*args, **kwargs)
+
+
+@wrapt.decorator
+def _reporting(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+    """What an adapter does around a step: report it running, run it, report it done."""
+    step = next(_ids)
+    api.report_status(step, "running", name="load")
+    result = wrapped(*args, **kwargs)
+    api.report_status(step, "succeeded")
+    return result
+
+
+def _calls(function: Callable[[], None]) -> Callable[[int], None]:
+    def run(iterations: int) -> None:
+        for _ in range(iterations):
+            function()
+
+    return run
+
+
+class _Suppressed:
+    """``suppress_instrumentation()`` held across a timed block."""
+
+    def __init__(self) -> None:
+        self._scope: Any = None
+
+    def enter(self) -> None:
+        self._scope = suppress_instrumentation()
+        self._scope.__enter__()
+
+    def exit(self) -> None:
+        self._scope.__exit__(None, None, None)
+
+
+def _with_environment(name: str, value: str, action: Callable[[], object]) -> Callable[[], None]:
+    def run() -> None:
+        saved = os.environ.get(name)
+        os.environ[name] = value
+        try:
+            action()
+        finally:
+            if saved is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = saved
+
+    return run
+
+
+def disabled(quick: bool) -> list:
+    tracer_provider, meter_provider = sdk_providers()
+    suppressed = _Suppressed()
+
+    def suppress_and_instrument() -> None:
+        INSTRUMENTOR.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        suppressed.enter()
+
+    def unsuppress_and_uninstrument() -> None:
+        suppressed.exit()
+        INSTRUMENTOR.uninstrument()
+
+    iterations, rounds = scale(quick, 20000, 15)
+    reporting = _calls(_reporting(_step))
+    return compare(
+        SUITE,
+        "disabled: per step vs a wrapt pass-through",
+        Case("wrapt pass-through", _calls(_pass_through(_step))),
+        [
+            Case(
+                "OTEL_SDK_DISABLED=true",
+                reporting,
+                setup=_with_environment("OTEL_SDK_DISABLED", "true", INSTRUMENTOR.instrument),
+                teardown=_uninstrument,
+            ),
+            Case(
+                "suppress_instrumentation()",
+                reporting,
+                setup=suppress_and_instrument,
+                teardown=unsuppress_and_uninstrument,
+            ),
+            Case(
+                "no SDK (API only)",
+                reporting,
+                setup=INSTRUMENTOR.instrument,
+                teardown=_uninstrument,
+            ),
+        ],
+        unit="step",
+        iterations=iterations,
+        rounds=rounds,
+        goal=2.0,
+    )
+
+
+# -- memory and import cost, in fresh interpreters -----------------------------------------------
+
+_MEMORY_CHILD = """
+import gc, sys
+from harness import sdk_providers
+from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor, api, telemetry
+tracer_provider, meter_provider = sdk_providers()
+ExecStatusInstrumentor().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+tracker = telemetry.current().tracker
+for execution in range(int(sys.argv[1])):
+    api.report_status(execution, "running", name=f"step-{execution % 50}", pipeline="nightly")
+    api.report_status(execution, "succeeded")
+tracer_provider.force_flush()
+gc.collect()
+rss_kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS"))
+print(tracker.in_flight_count(), len(tracker._ended), rss_kib)
+"""
+
+
+def _memory_after(executions: int) -> tuple[int, int, int]:
+    completed = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CHILD, str(executions)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(os.path.abspath(__file__)),
+    )
+    in_flight, ended, rss_kib = (int(value) for value in completed.stdout.split())
+    return in_flight, ended, rss_kib
+
+
+def memory(quick: bool) -> dict[str, str]:
+    small, large = (1_000, 20_000) if quick else (1_000, 1_000_000)
+    started = time.monotonic()
+    small_state = _memory_after(small)
+    large_state = _memory_after(large)
+    return {
+        f"memory after {small:,} executions": _memory_fact(small_state),
+        f"memory after {large:,} executions": _memory_fact(large_state),
+        f"memory: RSS growth from {large // small:,}x more executions": (
+            f"{(large_state[2] - small_state[2]) / 1024:+.1f} MiB "
+            f"({large_state[2] / small_state[2]:.2f}x); measured in {time.monotonic() - started:.0f} s"
+        ),
+    }
+
+
+def _memory_fact(state: tuple[int, int, int]) -> str:
+    in_flight, ended, rss_kib = state
+    return f"in flight {in_flight}, ended keys kept {ended}, RSS {rss_kib / 1024:.1f} MiB"
+
+
+_STARTS = {
+    "bare interpreter": "pass",
+    "import opentelemetry API": "import opentelemetry.trace, opentelemetry.metrics",
+    "instrument(), no orchestrator installed": (
+        "from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor;"
+        "ExecStatusInstrumentor().instrument()"
+    ),
+}
+
+
+def import_cost(quick: bool) -> dict[str, str]:
+    """Interpreter start to exit for each snippet, interleaved, medians."""
+    runs = 3 if quick else 15
+    seconds: dict[str, list[float]] = {name: [] for name in _STARTS}
+    for _ in range(runs):
+        for name, code in _STARTS.items():
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            seconds[name].append(time.perf_counter() - start)
+    bare = statistics.median(seconds["bare interpreter"])
+    facts = {}
+    for name, times in seconds.items():
+        median = statistics.median(times)
+        facts[f"start: {name}"] = (
+            f"{median * 1e3:.0f} ms ({median / bare:.2f}x bare, {(median - bare) * 1e3:+.0f} ms)"
+        )
+    return facts
+
+
+def main() -> None:
+    options = arguments(__doc__.splitlines()[0])
+    results = Results(SUITE, versions=versions("opentelemetry-api"))
+    results.rows += floor(options.quick)
+    results.rows += disabled(options.quick)
+    results.facts.update(memory(options.quick))
+    results.facts.update(import_cost(options.quick))
+    finish(results, options.out)
+
+
+if __name__ == "__main__":
+    main()
