@@ -18,19 +18,21 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import wrapt
-from harness import Case, Results, arguments, compare, finish, scale, sdk_providers, versions
+from harness import Case, Results, Sdk, arguments, compare, finish, require, scale, versions
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import SpanKind
 
 from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor, api, clock, semconv
+from opentelemetry_instrumentation_execstatus.config import ExecStatusConfig
 from opentelemetry_instrumentation_execstatus.instruments import Instruments
 
 SUITE = "core"
+MAX_IN_FLIGHT = ExecStatusConfig().max_in_flight
 INSTRUMENTOR = ExecStatusInstrumentor()
 _ids = itertools.count()
 
@@ -137,10 +139,10 @@ def _minimal_step(tracer_provider: Any, meter_provider: MeterProvider) -> Callab
 
 
 def floor(quick: bool) -> list:
-    tracer_provider, meter_provider = sdk_providers()
+    sdk = Sdk.create()
     iterations, rounds = scale(quick, 2000, 15)
     hand_written = Case(
-        "same SDK calls, by hand", _hand_written_step(tracer_provider, meter_provider), 2
+        "same SDK calls, by hand", _hand_written_step(sdk.tracer_provider, sdk.meter_provider), 2
     )
     rows = compare(
         SUITE,
@@ -151,7 +153,7 @@ def floor(quick: bool) -> list:
                 "execstatus (public API)",
                 _report_step,
                 2,
-                setup=_instrument(tracer_provider=tracer_provider, meter_provider=meter_provider),
+                setup=_instrument(**sdk.providers),
                 teardown=_uninstrument,
             )
         ],
@@ -165,7 +167,7 @@ def floor(quick: bool) -> list:
         "floor: what the contract's span events and attributes cost",
         Case(
             "one span + one record + one counter change",
-            _minimal_step(tracer_provider, meter_provider),
+            _minimal_step(sdk.tracer_provider, sdk.meter_provider),
         ),
         [hand_written],
         unit="transition",
@@ -173,9 +175,20 @@ def floor(quick: bool) -> list:
         rounds=rounds,
         note="the same SDK calls as execstatus makes, against the literal minimum",
     )
-    tracer_provider.shutdown()
-    meter_provider.shutdown()
+    _require_spans_from_execstatus(sdk)
+    sdk.shutdown()
     return rows
+
+
+def _require_spans_from_execstatus(sdk: Sdk) -> None:
+    """The hand-written floor exports spans too: check the instrumented case made its own."""
+    before = sdk.spans_exported()
+    INSTRUMENTOR.instrument(**sdk.providers)
+    try:
+        _report_step(10)
+    finally:
+        INSTRUMENTOR.uninstrument()
+    require(sdk.spans_exported() - before == 10, "execstatus made no span per step")
 
 
 # -- the disabled path -----------------------------------------------------------------------
@@ -238,11 +251,11 @@ def _with_environment(name: str, value: str, action: Callable[[], object]) -> Ca
 
 
 def disabled(quick: bool) -> list:
-    tracer_provider, meter_provider = sdk_providers()
+    sdk = Sdk.create()
     suppressed = _Suppressed()
 
     def suppress_and_instrument() -> None:
-        INSTRUMENTOR.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        INSTRUMENTOR.instrument(**sdk.providers)
         suppressed.enter()
 
     def unsuppress_and_uninstrument() -> None:
@@ -286,22 +299,36 @@ def disabled(quick: bool) -> list:
 
 _MEMORY_CHILD = """
 import gc, sys
-from harness import sdk_providers
+from harness import Sdk
 from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor, api, telemetry
-tracer_provider, meter_provider = sdk_providers()
-ExecStatusInstrumentor().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+sdk = Sdk.create()
+ExecStatusInstrumentor().instrument(**sdk.providers)
 tracker = telemetry.current().tracker
 for execution in range(int(sys.argv[1])):
     api.report_status(execution, "running", name=f"step-{execution % 50}", pipeline="nightly")
     api.report_status(execution, "succeeded")
-tracer_provider.force_flush()
+spans = sdk.spans_exported()
 gc.collect()
-rss_kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS"))
-print(tracker.in_flight_count(), len(tracker._ended), rss_kib)
+status = open("/proc/self/status").read().splitlines()
+rss_kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+print(tracker.in_flight_count(), len(tracker._ended), rss_kib, spans)
 """
 
 
-def _memory_after(executions: int) -> tuple[int, int, int]:
+class _MemoryState(NamedTuple):
+    in_flight: int
+    ended_keys: int
+    rss_kib: int
+    spans: int
+
+    def describe(self) -> str:
+        return (
+            f"in flight {self.in_flight}, ended keys kept {self.ended_keys}, "
+            f"RSS {self.rss_kib / 1024:.1f} MiB, {self.spans:,} spans exported"
+        )
+
+
+def _memory_after(executions: int) -> _MemoryState:
     completed = subprocess.run(
         [sys.executable, "-c", _MEMORY_CHILD, str(executions)],
         capture_output=True,
@@ -309,28 +336,26 @@ def _memory_after(executions: int) -> tuple[int, int, int]:
         check=True,
         cwd=os.path.dirname(os.path.abspath(__file__)),
     )
-    in_flight, ended, rss_kib = (int(value) for value in completed.stdout.split())
-    return in_flight, ended, rss_kib
+    state = _MemoryState(*(int(value) for value in completed.stdout.split()))
+    require(state.in_flight == 0, f"{state.in_flight} executions still in flight")
+    require(state.ended_keys <= MAX_IN_FLIGHT, "the ended-keys table grew past its bound")
+    require(state.spans > 0, "the memory run exported no spans")
+    return state
 
 
 def memory(quick: bool) -> dict[str, str]:
     small, large = (1_000, 20_000) if quick else (1_000, 1_000_000)
     started = time.monotonic()
-    small_state = _memory_after(small)
-    large_state = _memory_after(large)
+    before, after = _memory_after(small), _memory_after(large)
     return {
-        f"memory after {small:,} executions": _memory_fact(small_state),
-        f"memory after {large:,} executions": _memory_fact(large_state),
+        f"memory after {small:,} executions": before.describe(),
+        f"memory after {large:,} executions": after.describe(),
         f"memory: RSS growth from {large // small:,}x more executions": (
-            f"{(large_state[2] - small_state[2]) / 1024:+.1f} MiB "
-            f"({large_state[2] / small_state[2]:.2f}x); measured in {time.monotonic() - started:.0f} s"
+            f"{(after.rss_kib - before.rss_kib) / 1024:+.1f} MiB "
+            f"({after.rss_kib / before.rss_kib:.2f}x); "
+            f"measured in {time.monotonic() - started:.0f} s"
         ),
     }
-
-
-def _memory_fact(state: tuple[int, int, int]) -> str:
-    in_flight, ended, rss_kib = state
-    return f"in flight {in_flight}, ended keys kept {ended}, RSS {rss_kib / 1024:.1f} MiB"
 
 
 _STARTS = {

@@ -154,25 +154,72 @@ def _timed(case: Case, iterations: int) -> float:
             case.teardown()
 
 
-class DroppingSpanExporter(SpanExporter):
-    """Accepts and forgets: the exporter's network cost is not what is measured."""
+class CountingSpanExporter(SpanExporter):
+    """Counts and forgets: the exporter's network cost is not what is measured, but a
+    benchmark can check that the instrumented case did make spans."""
+
+    def __init__(self) -> None:
+        self.spans = 0
 
     def export(self, spans: Sequence[object]) -> SpanExportResult:
+        self.spans += len(spans)
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
         pass
 
 
-def sdk_providers() -> tuple[TracerProvider, MeterProvider]:
+@dataclass
+class Sdk:
     """A real SDK as a user runs it (batch span processor, a metric reader), exporting nowhere.
 
-    The metric reader is never collected: recording costs the same whether or when it is.
+    The metric reader is only collected by ``metric_points``: recording costs the same whether
+    or when it is. No global provider is ever set, so a case instrumented without these
+    providers runs on the API alone (no SDK).
     """
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(BatchSpanProcessor(DroppingSpanExporter()))
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    return tracer_provider, meter_provider
+
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    exporter: CountingSpanExporter
+    reader: InMemoryMetricReader
+
+    @classmethod
+    def create(cls) -> Sdk:
+        exporter = CountingSpanExporter()
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+        reader = InMemoryMetricReader()
+        return cls(tracer_provider, MeterProvider(metric_readers=[reader]), exporter, reader)
+
+    @property
+    def providers(self) -> dict[str, object]:
+        """Keyword arguments for ``instrument()``."""
+        return {"tracer_provider": self.tracer_provider, "meter_provider": self.meter_provider}
+
+    def spans_exported(self) -> int:
+        self.tracer_provider.force_flush()
+        return self.exporter.spans
+
+    def metric_points(self) -> int:
+        data = self.reader.get_metrics_data()
+        if data is None:
+            return 0
+        return sum(
+            len(metric.data.data_points)
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+        )
+
+    def shutdown(self) -> None:
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+def require(condition: bool, what: str) -> None:
+    """Stop a benchmark whose case did not do what it claims (nothing instrumented...)."""
+    if not condition:
+        raise SystemExit(f"benchmark invalid: {what}")
 
 
 def versions(*distributions: str) -> dict[str, str]:
