@@ -58,6 +58,7 @@ class Row:
 
     @property
     def added_us(self) -> float:
+        """What the subject adds per unit over the baseline."""
         return self.subject_us - self.baseline_us
 
 
@@ -253,7 +254,7 @@ def finish(results: Results, out: Path) -> None:
     for row in results.rows:
         print(
             f"{row.benchmark}: {row.subject} vs {row.baseline}: {row.ratio:.2f}x "
-            f"({row.added_us:+.1f} us per {row.unit})",
+            f"({row.subject_us:.2f} vs {row.baseline_us:.2f} us per {row.unit})",
             file=sys.stderr,
         )
     print(f"wrote {path}", file=sys.stderr)

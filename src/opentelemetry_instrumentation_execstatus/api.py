@@ -94,7 +94,7 @@ def report_status(
     change happened, if not now: durations then survive the reporter's restarts.
     """
     live = telemetry.current()
-    if live is None:
+    if live is None or live.tracker.is_off():
         return
     live.tracker.transition(
         _key(execution_id),

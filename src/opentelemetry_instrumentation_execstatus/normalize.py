@@ -37,8 +37,20 @@ def to_enum(enum_cls: type[E], value: Any, fallback: E) -> E:
         return member if member is not None else fallback
 
 
+# Every spelling ``to_enum`` accepts without trimming or case folding: members (a str-valued
+# member hashes and compares as its value), values and names. Looked up first on every change.
+_STATUS_BY_TEXT: dict[str, ExecutionStatus] = {
+    **{member.value: member for member in ExecutionStatus},
+    **{name: member for name, member in ExecutionStatus.__members__.items()},
+}
+
+
 def to_status(value: Any) -> ExecutionStatus:
     """A canonical status, or ``unknown`` for anything we don't know."""
+    if isinstance(value, str):
+        status = _STATUS_BY_TEXT.get(value)
+        if status is not None:
+            return status
     return to_enum(ExecutionStatus, value, ExecutionStatus.UNKNOWN)
 
 

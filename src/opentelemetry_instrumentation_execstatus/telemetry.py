@@ -12,6 +12,7 @@ from opentelemetry import metrics, trace
 
 from opentelemetry_instrumentation_execstatus.config import ExecStatusConfig
 from opentelemetry_instrumentation_execstatus.instruments import Instruments
+from opentelemetry_instrumentation_execstatus.sinks import Sinks
 from opentelemetry_instrumentation_execstatus.tracker import StatusTracker
 from opentelemetry_instrumentation_execstatus.version import __version__
 from opentelemetry_instrumentation_execstatus.workers import WorkerRecorder
@@ -42,7 +43,12 @@ class Telemetry:
         instruments = Instruments(meter)
         return cls(
             config=config,
-            tracker=StatusTracker(tracer, instruments, config),
+            tracker=StatusTracker(
+                tracer,
+                instruments,
+                config,
+                Sinks(tracer, instruments.status_transition_duration, INSTRUMENTATION_NAME),
+            ),
             workers=WorkerRecorder(instruments, max_workers=config.max_in_flight),
         )
 

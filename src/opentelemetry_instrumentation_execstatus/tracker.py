@@ -28,6 +28,7 @@ import os
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Hashable
 from functools import lru_cache
 from typing import Any
@@ -47,13 +48,14 @@ from opentelemetry_instrumentation_execstatus.normalize import (
     to_enum,
     to_status,
 )
-from opentelemetry_instrumentation_execstatus.safety import guarded
+from opentelemetry_instrumentation_execstatus.safety import report_internal_error
 from opentelemetry_instrumentation_execstatus.semconv import (
     CICD_RESULT_BY_STATUS,
     ExecutionLevel,
     ExecutionStatus,
     Orchestrator,
 )
+from opentelemetry_instrumentation_execstatus.sinks import Sinks
 
 _LOG = logging.getLogger(__name__)
 
@@ -170,8 +172,11 @@ def error_type_of(error: Any) -> str | None:
 class StatusTracker:
     """Per-execution state and all execution telemetry (spans, histogram, active gauge)."""
 
-    def __init__(self, tracer: Tracer, instruments: Instruments, config: ExecStatusConfig) -> None:
+    def __init__(
+        self, tracer: Tracer, instruments: Instruments, config: ExecStatusConfig, sinks: Sinks
+    ) -> None:
         self._tracer = tracer
+        self._sinks = sinks
         self._duration = instruments.status_transition_duration
         self._active = instruments.active_executions
         self._config = config
@@ -181,11 +186,18 @@ class StatusTracker:
         self._in_flight: dict[Hashable, _Execution] = {}
         # Keys of recently ended executions, so a late or duplicate event for one of them is
         # dropped instead of starting a second, empty span. Bounded like the in-flight table.
-        self._ended: dict[Hashable, None] = {}
+        # An OrderedDict drops its oldest key in O(1); a dict's first key, after many deletions
+        # at the front, is found by scanning past every deleted slot.
+        self._ended: OrderedDict[Hashable, None] = OrderedDict()
         self._eviction_logged = False
         _TRACKERS.add(self)
 
     # -- queries -------------------------------------------------------------------------
+
+    def is_off(self) -> bool:
+        """Nothing would record a transition now (no SDK, SDK disabled, or suppressed): the
+        caller may skip its own work too."""
+        return self._sinks.off() or not is_instrumentation_enabled()
 
     def in_flight_count(self) -> int:
         """How many executions are being tracked right now (for tests and benchmarks)."""
@@ -235,7 +247,6 @@ class StatusTracker:
 
     # -- the transition function -----------------------------------------------------------
 
-    @guarded
     def transition(
         self,
         key: Hashable,
@@ -269,66 +280,70 @@ class StatusTracker:
         has one. ``previous_status`` and ``previous_since`` are, for a persisted execution, what
         its database says it was in before this change and since when (either may be None).
         ``error`` (an exception or an error type name) is reported on a failed final status.
+        Never raises: an error of its own is logged once and the change is dropped.
         """
-        if not is_instrumentation_enabled():
+        if self._sinks.off() or not is_instrumentation_enabled():
             return
-        current = to_status(status)
-        at_ns = clock.now_ns() if timestamp is None else clock.from_timestamp(timestamp)
-        stored = None if previous_status is None else to_status(previous_status)
-        stored_since = None if previous_since is None else clock.from_timestamp(previous_since)
-        # For a persisted execution whose key has ended, a change from a final status to a
-        # non-final one (a retry), or from no known status (a new row reusing the id, a blind
-        # assignment), starts a new execution.
-        reopen = persisted and (stored is None or (stored.is_final and not current.is_final))
-
-        execution, evicted = self._lookup_or_create(
-            key,
-            orchestrator,
-            level,
-            name,
-            pipeline_name,
-            parent_key,
-            run_id,
-            attempt,
-            correlation_id,
-            emit_span,
-            persisted,
-            reopen,
-        )
-        for old in evicted:
-            self._end_evicted(old, at_ns)
-        if execution is None:
-            return
-        # Read outside this execution's lock: parent and child locks are never held together.
-        if execution.span is None and (execution.status is None or execution.persisted):
-            inherited_context = (
-                parent_context
-                if parent_context is not None  # an empty Context is falsy, yet explicit
-                else self._parent_context(execution.parent_key)
-            )
-        else:
-            inherited_context = None
-
-        with execution.lock:
-            if execution.persisted:
-                applied = self._apply_persisted(
-                    execution, current, at_ns, stored, stored_since, inherited_context
+        try:
+            current = to_status(status)
+            at_ns = clock.now_ns() if timestamp is None else clock.from_timestamp(timestamp)
+            stored = None if previous_status is None else to_status(previous_status)
+            stored_since = None if previous_since is None else clock.from_timestamp(previous_since)
+            execution = self._in_flight.get(key)  # lock-free: a dict read is atomic
+            if execution is None:
+                # For a persisted execution whose key has ended, a change from a final status
+                # to a non-final one (a retry), or from no known status (a new row reusing the
+                # id, a blind assignment), starts a new execution.
+                execution = self._create(
+                    key,
+                    orchestrator,
+                    level,
+                    name,
+                    pipeline_name,
+                    parent_key,
+                    run_id,
+                    attempt,
+                    correlation_id,
+                    emit_span,
+                    persisted,
+                    reopen=persisted
+                    and (stored is None or (stored.is_final and not current.is_final)),
+                    at_ns=at_ns,
+                )
+                if execution is None:
+                    return
+            # Read outside this execution's lock: parent and child locks are never held together.
+            if execution.span is None and (execution.status is None or execution.persisted):
+                inherited_context = (
+                    parent_context
+                    if parent_context is not None  # an empty Context is falsy, yet explicit
+                    else self._parent_context(execution.parent_key)
                 )
             else:
-                applied = self._apply(execution, current, at_ns, inherited_context)
-            if not applied:
-                return
+                inherited_context = None
+
+            with execution.lock:
+                if execution.persisted:
+                    applied = self._apply_persisted(
+                        execution, current, at_ns, stored, stored_since, inherited_context
+                    )
+                else:
+                    applied = self._apply(execution, current, at_ns, inherited_context)
+                if not applied:
+                    return
+                if current.is_final:
+                    self._finish(execution, current, at_ns, error)
             if current.is_final:
-                self._finish(execution, current, at_ns, error)
-        if current.is_final:
-            with self._lock:
-                if self._in_flight.get(key) is execution:
-                    del self._in_flight[key]
-                self._remember_ended(key)
+                with self._lock:
+                    if self._in_flight.get(key) is execution:
+                        del self._in_flight[key]
+                    self._remember_ended(key)
+        except Exception:
+            report_internal_error("StatusTracker.transition")
 
     # -- internals -------------------------------------------------------------------------
 
-    def _lookup_or_create(
+    def _create(
         self,
         key: Hashable,
         orchestrator: Orchestrator,
@@ -342,13 +357,13 @@ class StatusTracker:
         emit_span: bool,
         persisted: bool,
         reopen: bool,
-    ) -> tuple[_Execution | None, list[_Execution]]:
+        at_ns: int,
+    ) -> _Execution | None:
+        """A new in-flight execution for ``key``, unless it has ended and is not reopened.
+        Executions pushed out by the in-flight cap end here, as of ``at_ns``."""
         with self._lock:
-            execution = self._in_flight.get(key)
-            if execution is not None:
-                return execution, []
             if key in self._ended and not reopen:
-                return None, []
+                return None
         # Build outside the lock; a racing creator for the same key wins below.
         parent = self._in_flight.get(parent_key) if parent_key is not None else None
         pipeline = clean_text(pipeline_name)
@@ -374,17 +389,19 @@ class StatusTracker:
         with self._lock:
             existing = self._in_flight.get(key)
             if existing is not None:
-                return existing, []
+                return existing
             if key in self._ended:
                 if not reopen:
-                    return None, []
+                    return None
                 del self._ended[key]
             self._in_flight[key] = fresh
             while len(self._in_flight) > self._config.max_in_flight:
                 oldest = next(iter(self._in_flight))
                 evicted.append(self._in_flight.pop(oldest))
                 self._remember_ended(oldest)
-        return fresh, evicted
+        for old in evicted:
+            self._end_evicted(old, at_ns)
+        return fresh
 
     def _parent_context(self, parent_key: Hashable | None) -> Context | None:
         """A new execution's parent span context; None means the current context."""
@@ -394,7 +411,7 @@ class StatusTracker:
         # Called with self._lock held.
         self._ended[key] = None
         if len(self._ended) > self._config.max_in_flight:
-            del self._ended[next(iter(self._ended))]
+            self._ended.popitem(last=False)
 
     def _wants_span(self, execution: _Execution) -> bool:
         if not execution.emit_span:
@@ -614,7 +631,7 @@ class StatusTracker:
         """Drop every in-flight execution without emitting (a forked child owns none of them)."""
         self._lock = threading.Lock()
         self._in_flight = {}
-        self._ended = {}
+        self._ended = OrderedDict()
 
 
 def _span_name(execution: _Execution) -> str:
