@@ -19,9 +19,11 @@ amortised over its steps; each step carries 1/``STEPS`` of them.
   histogram and no counters; the SDK calls each makes per step are counted in an untimed run
   and reported as facts, so the added cost can be read per call as well as per step.
 
-Validity: the instrumented and peer cases must have exported spans (and, for execstatus with an
-SDK, metric points), and a bare run after them must leave every SDK untouched (instrumentation
-really off between blocks). Otherwise the script exits non-zero: it measured nothing.
+Validity: the instrumented and peer cases must have exported exactly the spans their runs made
+(``STEPS`` + 2 a run: none dropped, none missing), execstatus with an SDK metric points too,
+the no-SDK case must really be instrumented, and a bare run after them must leave every SDK
+untouched (instrumentation really off between blocks). Otherwise the script exits non-zero:
+it measured nothing.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ SPANS_PER_RUN = STEPS + 2  # the run's, its process's, and one per step
 # (2048), and each block ends with a flush (untimed): no span is dropped, which would cost
 # less than exporting it.
 RUNS_PER_BLOCK = 80
-ROUNDS = 31
+ROUNDS = 55
 INSTRUMENTOR = ExecStatusInstrumentor()
 
 BARE = "bare"
@@ -187,6 +189,7 @@ def per_step(quick: bool, ours: Sdk) -> list[Row]:
     _require_every_span(ours, instrumented, OURS)
     require(ours.metric_points() > 0, f"{OURS} recorded no metric point")
     require(_no_sdk_is_instrumented(Runs()), f"{OURS_NO_SDK} was not instrumented")
+    _bare_emits_nothing([ours])
     return rows
 
 
@@ -216,6 +219,7 @@ def peers(quick: bool, theirs: Sdk) -> list[Row]:
     _require_every_span(theirs, traced_by_loom, LOOM_TRACER)
     require(theirs.metric_points() == 0, f"{LOOM_TRACER} is expected to record no metric")
     _require_every_span(ours, instrumented, OURS)
+    _bare_emits_nothing([theirs, ours])
     ours.shutdown()
     return [
         *rows,
@@ -310,6 +314,8 @@ def _calls_per_step(
         "span attributes": sum(len(span.attributes or {}) for span in spans),
         **{f"{kind} calls": count for kind, count in sorted(meter_provider.calls.items())},
     }
+    if not meter_provider.calls:
+        counts["metric calls"] = 0
     tracer_provider.shutdown()
     return ", ".join(f"{count / steps:.2f} {what}" for what, count in counts.items())
 
@@ -334,7 +340,6 @@ def main() -> None:
     ours, theirs = Sdk.create(), Sdk.create()
     results.rows += per_step(options.quick, ours)
     results.rows += peers(options.quick, theirs)
-    _bare_emits_nothing([ours, theirs])
     results.facts.update(sdk_calls())
     ours.shutdown()
     theirs.shutdown()

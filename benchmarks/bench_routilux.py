@@ -21,6 +21,11 @@ Cases, timed side by side in interleaved rounds:
 - execstatus, no SDK: instrumented with no providers and no global provider ever set, the
   API-only path a process takes when the instrumentation is installed but OpenTelemetry is not
   configured.
+
+Validity: with the SDK, every job made a run span and ``STEPS`` step spans, all exported (none
+dropped), with metric points and nothing left in flight; with no SDK, routilux was patched; a
+bare job after all the blocks emits nothing. Otherwise the script exits non-zero: it measured
+nothing.
 """
 
 from __future__ import annotations
@@ -110,6 +115,18 @@ class Chain:
 # -- the cases --------------------------------------------------------------------------------
 
 
+class Counted:
+    """A case's ``run``, counting the iterations it did (to check every span was exported)."""
+
+    def __init__(self, run: Callable[[int], object]) -> None:
+        self._run = run
+        self.done = 0
+
+    def __call__(self, iterations: int) -> None:
+        self._run(iterations)
+        self.done += iterations
+
+
 def _then(*actions: Callable[[], object]) -> Callable[[], None]:
     def run() -> None:
         for action in actions:
@@ -122,14 +139,17 @@ def _uninstrument() -> None:
     INSTRUMENTOR.uninstrument()
 
 
-def cases(chain: Chain, sdk: Sdk) -> tuple[Case, list[Case]]:
+def cases(chain: Chain, counted: Counted, sdk: Sdk) -> tuple[Case, list[Case]]:
+    """Each block starts its runtime after instrumenting and stops it before uninstrumenting;
+    the SDK's queue is flushed after, so no export of one block runs during the next. The SDK
+    case runs through ``counted``."""
     bare = Case("bare", chain.run, STEPS, setup=chain.start, teardown=chain.stop)
     with_sdk = Case(
         "execstatus, SDK",
-        chain.run,
+        counted,
         STEPS,
         setup=_then(lambda: INSTRUMENTOR.instrument(**sdk.providers), chain.start),
-        teardown=_then(chain.stop, _uninstrument),
+        teardown=_then(chain.stop, _uninstrument, sdk.tracer_provider.force_flush),
     )
     no_sdk = Case(
         "execstatus, no SDK",
@@ -141,11 +161,14 @@ def cases(chain: Chain, sdk: Sdk) -> tuple[Case, list[Case]]:
     return bare, [with_sdk, no_sdk]
 
 
-def _one_iteration(case: Case) -> None:
+def _one_iteration(case: Case) -> int:
+    """Run one iteration of ``case``; return how many executions were left in flight."""
     if case.setup is not None:
         case.setup()
     try:
         case.run(1)
+        live = telemetry.current()
+        return 0 if live is None else live.tracker.in_flight_count()
     finally:
         if case.teardown is not None:
             case.teardown()
@@ -159,43 +182,58 @@ def _patched() -> bool:
     return hasattr(method, "__wrapped__")
 
 
-def check(bare: Case, subjects: list[Case], sdk: Sdk) -> dict[str, str]:
-    """Fail unless each case did what its name says: spans for every step with the SDK, the
-    adapter in place on the API-only path, nothing at all when bare."""
-    with_sdk, no_sdk = subjects
-    require(sdk.spans_exported() > 0, "the instrumented case exported no spans")
+def _no_sdk_is_instrumented() -> bool:
+    """With no SDK there is nothing to read back: check instead that routilux is patched and
+    the instrumentation on, on the API-only path, as in the no-SDK case's blocks."""
+    INSTRUMENTOR.instrument()
+    try:
+        live = telemetry.current()
+        return _patched() and live is not None and live.tracker.is_off()
+    finally:
+        INSTRUMENTOR.uninstrument()
+
+
+def check(bare: Case, with_sdk: Case, counted: Counted, sdk: Sdk) -> dict[str, str]:
+    """Fail unless each case did what its name says: a span for the run and each step with the
+    SDK, none dropped, nothing left in flight; the adapter in place on the API-only path;
+    nothing at all when bare."""
+    jobs = counted.done
+    exported, made = sdk.spans_exported(), jobs * SPANS_PER_JOB
+    require(exported > 0, "the instrumented case exported no spans")
+    require(exported == made, f"{exported} spans exported for {made} made (dropped?)")
+    require(sdk.metric_points() > 0, "the instrumented case recorded no metric point")
 
     before = sdk.spans_exported()
-    _one_iteration(with_sdk)
+    in_flight = _one_iteration(with_sdk)
     spans_per_job = sdk.spans_exported() - before
     require(
         spans_per_job == SPANS_PER_JOB,
         f"one instrumented job made {spans_per_job} spans, expected {SPANS_PER_JOB} "
         f"(a run and {STEPS} steps)",
     )
+    require(in_flight == 0, f"{in_flight} executions still in flight after a job")
 
-    before = sdk.spans_exported()
+    before_bare = sdk.spans_exported(), sdk.metric_points()
     _one_iteration(bare)
-    require(sdk.spans_exported() == before, "the bare case made spans")
+    after_bare = sdk.spans_exported(), sdk.metric_points()
+    require(after_bare == before_bare, f"a bare job emitted: {before_bare} -> {after_bare}")
     require(not _patched() and telemetry.current() is None, "routilux left instrumented")
 
-    require(no_sdk.setup is not None, "the no-SDK case does not instrument")
-    no_sdk.setup()  # type: ignore[misc]
-    try:
-        live = telemetry.current()
-        require(_patched() and live is not None, "the no-SDK case did not patch routilux")
-        require(live.tracker.is_off(), "the no-SDK case found an SDK")  # type: ignore[union-attr]
-    finally:
-        no_sdk.teardown()  # type: ignore[misc]
-    return {"spans per job (a run and its steps), SDK case": str(spans_per_job)}
+    require(_no_sdk_is_instrumented(), "the no-SDK case does not instrument routilux")
+    return {
+        "spans per job, SDK case": f"{spans_per_job} (a run and {STEPS} steps)",
+        "spans exported, SDK case": f"{exported} for {jobs} jobs, none dropped",
+    }
 
 
 def main() -> None:
     options = arguments(__doc__.splitlines()[0])
-    iterations, rounds = scale(options.quick, 500, 11)
+    iterations, rounds = scale(options.quick, 500, 21)
     register_flow()
     sdk = Sdk.create()
-    bare, subjects = cases(Chain(), sdk)
+    chain = Chain()
+    counted = Counted(chain.run)
+    bare, subjects = cases(chain, counted, sdk)
     rows: list[Row] = compare(
         SUITE,
         "per step: instrumented vs bare",
@@ -206,7 +244,7 @@ def main() -> None:
         rounds=rounds,
         note=f"a chain of {STEPS} routines passing a number on, one job per iteration",
     )
-    facts = check(bare, subjects, sdk)
+    facts = check(bare, subjects[0], counted, sdk)
     sdk.shutdown()
     results = Results(SUITE, versions=versions("routilux"))
     results.rows += rows

@@ -52,7 +52,7 @@ def table(documents: list[dict[str, Any]]) -> list[str]:
                 added = f"{row['subject_us'] - row['baseline_us']:+.1f} µs"
                 times = f"{row['subject_us']:.1f} µs | {row['baseline_us']:.1f} µs"
             lines.append(
-                f"| {row['benchmark']} | {row['subject']} | {row['baseline']} "
+                f"| {row['suite']}: {row['benchmark']} | {row['subject']} | {row['baseline']} "
                 f"| {row['ratio']:.2f}x | {goal_mark(row)} | {times} | {added} | {unit} |"
             )
     return lines

@@ -20,6 +20,7 @@ core, with no change to those code paths and no extra query:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -114,11 +115,13 @@ class StatusColumn:
         self._parent_table = next((fk.column.table.name for fk in foreign_keys), self._table)
 
     def remove(self) -> None:
-        """Stop instrumenting the column (its listeners are removed)."""
+        """Stop instrumenting the column (its listeners are removed, and the session
+        listeners with the last column's)."""
         for target, name, listener in self._listeners:
             if event.contains(target, name, listener):
                 event.remove(target, name, listener)
         self._listeners.clear()
+        _stop_listening_to_sessions(self)
 
     # -- listeners -------------------------------------------------------------------------
 
@@ -131,7 +134,7 @@ class StatusColumn:
         ):
             event.listen(target, name, listener, raw=True, propagate=True)
             self._listeners.append((target, name, listener))
-        _listen_to_sessions()
+        _listen_to_sessions(self)
 
     @guarded
     def _on_set(self, state: InstanceState, value: Any, old: Any, _initiator: Any) -> None:
@@ -330,22 +333,44 @@ def _inside(transaction: SessionTransaction | None, rolled_back: SessionTransact
 
 # -- session events, shared by every instrumented column ----------------------------------------
 
-_sessions_listened = False
+# The instrumented columns; the session listeners are installed while there is one.
+_listening_columns: set[StatusColumn] = set()
+_listening_lock = threading.Lock()
 
 
 def _touched(session: Session) -> dict[tuple[InstanceState, StatusColumn], None]:
     return session.info.setdefault(_TOUCHED, {})
 
 
-def _listen_to_sessions() -> None:
-    """Installed once, for every session: cheap when a session changed no status."""
-    global _sessions_listened
-    if _sessions_listened:
-        return
-    _sessions_listened = True
-    event.listen(Session, "after_commit", _after_commit)
-    event.listen(Session, "after_soft_rollback", _after_soft_rollback)
-    event.listen(Session, "after_transaction_end", _after_transaction_end)
+def _session_listeners() -> tuple[tuple[str, Callable[..., Any]], ...]:
+    return (
+        ("after_commit", _after_commit),
+        ("after_soft_rollback", _after_soft_rollback),
+        ("after_transaction_end", _after_transaction_end),
+    )
+
+
+def _listen_to_sessions(column: StatusColumn) -> None:
+    """Installed once for every session, with the first column: cheap when a session changed
+    no status."""
+    with _listening_lock:
+        first = not _listening_columns
+        _listening_columns.add(column)
+        if first:
+            for name, listener in _session_listeners():
+                event.listen(Session, name, listener)
+
+
+def _stop_listening_to_sessions(column: StatusColumn) -> None:
+    """Removed with the last column, so that nothing of the instrumentation stays behind."""
+    with _listening_lock:
+        if column not in _listening_columns:
+            return
+        _listening_columns.discard(column)
+        if not _listening_columns:
+            for name, listener in _session_listeners():
+                if event.contains(Session, name, listener):
+                    event.remove(Session, name, listener)
 
 
 @guarded

@@ -10,11 +10,11 @@ from typing import Any, Callable
 import pytest
 from conftest import Database
 from models import Chore, Job, Run, Status
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 from support import Telemetry
 
-from opentelemetry_instrumentation_execstatus import telemetry
+from opentelemetry_instrumentation_execstatus import status_columns, telemetry
 from opentelemetry_instrumentation_execstatus.status_columns import (
     StatusColumn,
     instrument_status_column,
@@ -403,6 +403,18 @@ def test_off_until_instrumented_and_removable(
     _advance(database, job_id, Status.SUCCEEDED)
     assert otel.transition_counts() == {("queued", "running"): 1}
     assert otel.spans() == []  # the execution never ended here
+
+
+def test_the_last_column_removed_takes_the_session_listeners_with_it(
+    columns: Callable[..., StatusColumn],
+) -> None:
+    listening = (Session, "after_commit", status_columns._after_commit)
+    first, second = columns(Job.status), columns(Run.status)
+    assert event.contains(*listening)
+    first.remove()
+    assert event.contains(*listening)  # the other column still needs them
+    second.remove()
+    assert not event.contains(*listening)
 
 
 def test_exit_does_not_wait_for_rows_that_stay_in_flight(
