@@ -22,6 +22,7 @@ from typing import Any, Callable, NamedTuple
 
 import wrapt
 from harness import (
+    INSTRUMENTOR,
     Case,
     Results,
     Sdk,
@@ -29,8 +30,10 @@ from harness import (
     arguments,
     compare,
     finish,
+    instrumenting,
     require,
     scale,
+    uninstrument,
     versions,
 )
 from opentelemetry import trace
@@ -38,22 +41,13 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import SpanKind
 
-from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor, api, clock, semconv
+from opentelemetry_instrumentation_execstatus import api, clock, semconv
 from opentelemetry_instrumentation_execstatus.config import ExecStatusConfig
 from opentelemetry_instrumentation_execstatus.instruments import Instruments
 
 SUITE = "core"
 MAX_IN_FLIGHT = ExecStatusConfig().max_in_flight
-INSTRUMENTOR = ExecStatusInstrumentor()
 _ids = itertools.count()
-
-
-def _instrument(**kwargs: Any) -> Callable[[], None]:
-    return lambda: INSTRUMENTOR.instrument(**kwargs)
-
-
-def _uninstrument() -> None:
-    INSTRUMENTOR.uninstrument()
 
 
 # -- the floor --------------------------------------------------------------------------------
@@ -164,8 +158,8 @@ def floor(quick: bool) -> list:
                 "execstatus (public API)",
                 _report_step,
                 2,
-                setup=_instrument(**sdk.providers),
-                teardown=_uninstrument,
+                setup=instrumenting(**sdk.providers),
+                teardown=uninstrument,
             )
         ],
         unit="transition",
@@ -279,7 +273,7 @@ def disabled(quick: bool) -> list:
             "OTEL_SDK_DISABLED=true",
             reported,
             setup=_with_environment("OTEL_SDK_DISABLED", "true", INSTRUMENTOR.instrument),
-            teardown=_uninstrument,
+            teardown=uninstrument,
         ),
         Case(
             "suppress_instrumentation()",
@@ -287,7 +281,7 @@ def disabled(quick: bool) -> list:
             setup=suppress_and_instrument,
             teardown=unsuppress_and_uninstrument,
         ),
-        Case("no SDK (API only)", reported, setup=INSTRUMENTOR.instrument, teardown=_uninstrument),
+        Case("no SDK (API only)", reported, setup=INSTRUMENTOR.instrument, teardown=uninstrument),
     ]
     timed = compare(
         SUITE,

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, ClassVar
 
 from harness import (
+    INSTRUMENTOR,
     Case,
     Results,
     Row,
@@ -41,6 +42,7 @@ from harness import (
     arguments,
     compare,
     finish,
+    instrumented_without_sdk,
     require,
     scale,
     versions,
@@ -54,8 +56,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Tracer
 
-from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor, telemetry
-
 SUITE = "loom"
 STEPS = 20
 SPANS_PER_RUN = STEPS + 2  # the run's, its process's, and one per step
@@ -64,7 +64,6 @@ SPANS_PER_RUN = STEPS + 2  # the run's, its process's, and one per step
 # less than exporting it.
 RUNS_PER_BLOCK = 80
 ROUNDS = 55
-INSTRUMENTOR = ExecStatusInstrumentor()
 
 BARE = "bare"
 OURS = "execstatus, SDK"
@@ -162,15 +161,14 @@ def _require_every_span(sdk: Sdk, runs: Runs, who: str) -> None:
     require(exported == made, f"{who}: {exported} spans exported for {made} made (dropped?)")
 
 
-def _no_sdk_is_instrumented(runs: Runs) -> bool:
-    """With no SDK there is nothing to read back: check instead that the instrumentation is on
-    and loom's emit patched while such a block runs."""
-    INSTRUMENTOR.instrument()
-    try:
+def _runs_patched(runs: Runs) -> Callable[[], bool]:
+    """One run, then whether loom's emit was patched while it ran."""
+
+    def patched() -> bool:
         runs(1)
-        return telemetry.current() is not None and hasattr(ObservabilityRuntime.emit, "__wrapped__")
-    finally:
-        INSTRUMENTOR.uninstrument()
+        return hasattr(ObservabilityRuntime.emit, "__wrapped__")
+
+    return patched
 
 
 def per_step(quick: bool, ours: Sdk) -> list[Row]:
@@ -188,7 +186,7 @@ def per_step(quick: bool, ours: Sdk) -> list[Row]:
     )
     _require_every_span(ours, instrumented, OURS)
     require(ours.metric_points() > 0, f"{OURS} recorded no metric point")
-    require(_no_sdk_is_instrumented(Runs()), f"{OURS_NO_SDK} was not instrumented")
+    require(instrumented_without_sdk(_runs_patched(Runs())), f"{OURS_NO_SDK} was not instrumented")
     _bare_emits_nothing([ours])
     return rows
 

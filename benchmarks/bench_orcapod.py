@@ -34,19 +34,33 @@ nothing. Otherwise the script exits non-zero: it measured nothing.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Union
+from typing import Union
 
-from harness import Case, Results, Row, Sdk, arguments, compare, finish, require, scale, versions
+from harness import (
+    Case,
+    Results,
+    Row,
+    Sdk,
+    arguments,
+    compare,
+    finish,
+    instrumented_without_sdk,
+    instrumenting,
+    require,
+    scale,
+    then,
+    uninstrument,
+    versions,
+)
 from orcapod import Pipeline, PipelineJob, function_pod
 from orcapod.databases import InMemoryArrowDatabase
 from orcapod.pipeline import sync_orchestrator
 from orcapod.pipeline.sync_orchestrator import SyncPipelineOrchestrator
 from orcapod.sources import DictSource
 
-from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor, telemetry
+from opentelemetry_instrumentation_execstatus import telemetry
 
 SUITE = "orcapod"
-INSTRUMENTOR = ExecStatusInstrumentor()
 PIPELINE = "bench_numbers"
 ITEMS = 4
 PODS = 2
@@ -149,22 +163,6 @@ class Counted:
         self.runs += iterations
 
 
-def _then(*actions: Callable[[], object]) -> Callable[[], None]:
-    def run() -> None:
-        for action in actions:
-            action()
-
-    return run
-
-
-def _instrument(**options: Any) -> Callable[[], None]:
-    return lambda: INSTRUMENTOR.instrument(**options)
-
-
-def _uninstrument() -> None:
-    INSTRUMENTOR.uninstrument()
-
-
 def cases(workload: Workload, sdk: Sdk) -> tuple[Case, list[Case], dict[str, Counted]]:
     """The bare case, the instrumented ones and their counted runs. The workload is prepared
     untimed before each block, after instrumenting; the SDK's queue is flushed after each
@@ -183,8 +181,8 @@ def cases(workload: Workload, sdk: Sdk) -> tuple[Case, list[Case], dict[str, Cou
                 name,
                 runs.run,
                 ITEMS_PER_RUN,
-                setup=_then(_instrument(**options), runs.prepare),
-                teardown=_then(_uninstrument, sdk.tracer_provider.force_flush),
+                setup=then(instrumenting(**options), runs.prepare),
+                teardown=then(uninstrument, sdk.tracer_provider.force_flush),
             )
         )
     return bare, subjects, counted
@@ -196,17 +194,6 @@ def cases(workload: Workload, sdk: Sdk) -> tuple[Case, list[Case], dict[str, Cou
 def _patched() -> bool:
     method = vars(sync_orchestrator.SyncPipelineOrchestrator)["run"]
     return hasattr(method, "__wrapped__")
-
-
-def _no_sdk_is_instrumented() -> bool:
-    """With no SDK there is nothing to read back: check instead that orcapod is patched and
-    the instrumentation on, on the API-only path, as in the no-SDK case's blocks."""
-    INSTRUMENTOR.instrument()
-    try:
-        live = telemetry.current()
-        return _patched() and live is not None and live.tracker.is_off()
-    finally:
-        INSTRUMENTOR.uninstrument()
 
 
 def _item_transitions(sdk: Sdk) -> int:
@@ -273,7 +260,9 @@ def check(
     require(_one_run(bare, sdk) == (0, 0), f"{label}: the bare case emitted telemetry")
     require(not _patched() and telemetry.current() is None, "orcapod left instrumented")
 
-    require(_no_sdk_is_instrumented(), f"{label}: the no-SDK case does not instrument orcapod")
+    require(
+        instrumented_without_sdk(_patched), f"{label}: the no-SDK case does not instrument orcapod"
+    )
     return {
         f"{label}: spans per run of {ITEMS_PER_RUN} items": (
             f"{spans} (a run and {NODES} nodes), {spans_with_items} with item spans; "

@@ -32,14 +32,28 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from harness import Case, Results, Row, Sdk, arguments, compare, finish, require, scale, versions
+from harness import (
+    Case,
+    Results,
+    Row,
+    Sdk,
+    arguments,
+    compare,
+    finish,
+    instrumented_without_sdk,
+    instrumenting,
+    require,
+    scale,
+    then,
+    uninstrument,
+    versions,
+)
 from routilux.core import Flow, FlowRegistry, Routine, Runtime, get_worker_manager
 from routilux.core import runtime as routilux_runtime
 
-from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor, telemetry
+from opentelemetry_instrumentation_execstatus import telemetry
 
 SUITE = "routilux"
-INSTRUMENTOR = ExecStatusInstrumentor()
 FLOW_ID = "bench_chain"
 STEPS = 10
 SPANS_PER_JOB = STEPS + 1  # the run and its steps
@@ -127,18 +141,6 @@ class Counted:
         self.done += iterations
 
 
-def _then(*actions: Callable[[], object]) -> Callable[[], None]:
-    def run() -> None:
-        for action in actions:
-            action()
-
-    return run
-
-
-def _uninstrument() -> None:
-    INSTRUMENTOR.uninstrument()
-
-
 def cases(chain: Chain, counted: Counted, sdk: Sdk) -> tuple[Case, list[Case]]:
     """Each block starts its runtime after instrumenting and stops it before uninstrumenting;
     the SDK's queue is flushed after, so no export of one block runs during the next. The SDK
@@ -148,15 +150,15 @@ def cases(chain: Chain, counted: Counted, sdk: Sdk) -> tuple[Case, list[Case]]:
         "execstatus, SDK",
         counted,
         STEPS,
-        setup=_then(lambda: INSTRUMENTOR.instrument(**sdk.providers), chain.start),
-        teardown=_then(chain.stop, _uninstrument, sdk.tracer_provider.force_flush),
+        setup=then(instrumenting(**sdk.providers), chain.start),
+        teardown=then(chain.stop, uninstrument, sdk.tracer_provider.force_flush),
     )
     no_sdk = Case(
         "execstatus, no SDK",
         chain.run,
         STEPS,
-        setup=_then(INSTRUMENTOR.instrument, chain.start),
-        teardown=_then(chain.stop, _uninstrument),
+        setup=then(instrumenting(), chain.start),
+        teardown=then(chain.stop, uninstrument),
     )
     return bare, [with_sdk, no_sdk]
 
@@ -180,17 +182,6 @@ def _one_iteration(case: Case) -> int:
 def _patched() -> bool:
     method = vars(routilux_runtime.Runtime)["_check_routine_activation"]
     return hasattr(method, "__wrapped__")
-
-
-def _no_sdk_is_instrumented() -> bool:
-    """With no SDK there is nothing to read back: check instead that routilux is patched and
-    the instrumentation on, on the API-only path, as in the no-SDK case's blocks."""
-    INSTRUMENTOR.instrument()
-    try:
-        live = telemetry.current()
-        return _patched() and live is not None and live.tracker.is_off()
-    finally:
-        INSTRUMENTOR.uninstrument()
 
 
 def check(bare: Case, with_sdk: Case, counted: Counted, sdk: Sdk) -> dict[str, str]:
@@ -219,7 +210,7 @@ def check(bare: Case, with_sdk: Case, counted: Counted, sdk: Sdk) -> dict[str, s
     require(after_bare == before_bare, f"a bare job emitted: {before_bare} -> {after_bare}")
     require(not _patched() and telemetry.current() is None, "routilux left instrumented")
 
-    require(_no_sdk_is_instrumented(), "the no-SDK case does not instrument routilux")
+    require(instrumented_without_sdk(_patched), "the no-SDK case does not instrument routilux")
     return {
         "spans per job, SDK case": f"{spans_per_job} (a run and {STEPS} steps)",
         "spans exported, SDK case": f"{exported} for {jobs} jobs, none dropped",

@@ -43,6 +43,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Optional
 
 from harness import (
+    INSTRUMENTOR,
     Case,
     Results,
     Row,
@@ -64,7 +65,6 @@ from sqlalchemy.ext.mutable import MutableDict
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from opentelemetry_instrumentation_execstatus import (
-    ExecStatusInstrumentor,
     status_columns,
     telemetry,
 )
@@ -78,7 +78,6 @@ TRANSITIONS_PER_NODE = 3  # QUEUED -> PENDING -> RUNNING -> SUCCEEDED
 # less than exporting it.
 BATCHES_PER_BLOCK = 20
 ROUNDS = 25
-INSTRUMENTOR = ExecStatusInstrumentor()
 
 BARE = "bare"
 OURS = "execstatus, SDK"

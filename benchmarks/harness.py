@@ -20,12 +20,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor, telemetry
+
+INSTRUMENTOR = ExecStatusInstrumentor()
 
 
 @dataclass(frozen=True)
@@ -215,6 +219,38 @@ class Sdk:
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
+
+
+def instrumenting(**options: Any) -> Callable[[], None]:
+    """A case's setup: the instrumentation on, with ``options`` (providers, configuration)."""
+    return lambda: INSTRUMENTOR.instrument(**options)
+
+
+def uninstrument() -> None:
+    """A case's teardown: the instrumentation off, every patch undone."""
+    INSTRUMENTOR.uninstrument()
+
+
+def then(*actions: Callable[[], object]) -> Callable[[], None]:
+    """One setup or teardown made of several, run in order."""
+
+    def run() -> None:
+        for action in actions:
+            action()
+
+    return run
+
+
+def instrumented_without_sdk(patched: Callable[[], bool]) -> bool:
+    """With no SDK there is nothing to read back: check instead that, instrumented with no
+    providers (none is ever set globally here), the orchestrator is ``patched`` and the
+    instrumentation on, on its API-only path, as in a no-SDK case's blocks."""
+    INSTRUMENTOR.instrument()
+    try:
+        live = telemetry.current()
+        return patched() and live is not None and live.tracker.is_off()
+    finally:
+        INSTRUMENTOR.uninstrument()
 
 
 def require(condition: bool, what: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -123,6 +124,8 @@ def wait_until_settled(timeout: float = 5.0) -> None:
 
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+BENCHMARKS = EXAMPLES.parent / "benchmarks"
+ADDED = ", added"  # the unit of a benchmark row comparing what two cases add over a baseline
 
 
 def run_example_instrumented(script: str, *arguments: str) -> list[dict[str, Any]]:
@@ -198,3 +201,31 @@ def json_documents(text: str) -> tuple[list[dict[str, Any]], list[str]]:
             documents.append(document)
     rest.append(text[index:])
     return documents, [line.strip() for line in "".join(rest).splitlines() if line.strip()]
+
+
+def run_quick_benchmark(suite: str, out: Path) -> dict[str, Any]:
+    """Run ``benchmarks/bench_<suite>.py --quick`` and return the results it wrote, every row
+    checked to hold usable figures. A quick run's timings are noise: no ratio's value is
+    checked, only that the benchmark ran, validated itself and reported each row."""
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / f"bench_{suite}.py"), "--quick", "--out", str(out)],
+        cwd=BENCHMARKS.parent,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    results = json.loads((out / f"{suite}.json").read_text())
+    assert results["suite"] == suite
+    for row in results["rows"]:
+        if row["unit"].endswith(ADDED):
+            # What each adds over the shared baseline: ours is well above noise; the ratio is
+            # finite whenever the other's added cost came out positive in so short a run.
+            assert math.isfinite(row["subject_us"]) and row["subject_us"] > 0, row
+            assert math.isfinite(row["baseline_us"]), row
+            assert row["baseline_us"] <= 0 or (math.isfinite(row["ratio"]) and row["ratio"] > 0)
+        else:
+            for figure in ("ratio", "subject_us", "baseline_us"):
+                assert math.isfinite(row[figure]) and row[figure] > 0, (figure, row)
+    return results

@@ -9,18 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support import run_quick_benchmark
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_core_benchmark_runs_and_reports_every_figure(tmp_path):
-    subprocess.run(
-        [sys.executable, "benchmarks/bench_core.py", "--quick", "--out", str(tmp_path)],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    results = json.loads((tmp_path / "core.json").read_text())
+    results = run_quick_benchmark("core", tmp_path)
 
     rows = {(row["benchmark"], row["subject"]): row for row in results["rows"]}
     assert set(rows) == {

@@ -4,13 +4,8 @@ so none is checked here."""
 
 from __future__ import annotations
 
-import json
-import math
-import subprocess
-import sys
-from pathlib import Path
+from support import run_quick_benchmark
 
-ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS = (
     "per item, computed: instrumented vs bare",
     "per item, cache hit: instrumented vs bare",
@@ -19,25 +14,13 @@ SUBJECTS = ("execstatus, SDK", "execstatus, SDK, item spans", "execstatus, no SD
 
 
 def test_the_orcapod_benchmark_runs_and_reports_each_case_per_item(tmp_path):
-    completed = subprocess.run(
-        [sys.executable, "benchmarks/bench_orcapod.py", "--quick", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    results = json.loads((tmp_path / "orcapod.json").read_text())
+    results = run_quick_benchmark("orcapod", tmp_path)
 
-    assert results["suite"] == "orcapod"
     rows = {(row["benchmark"], row["subject"]): row for row in results["rows"]}
     assert set(rows) == {(benchmark, subject) for benchmark in BENCHMARKS for subject in SUBJECTS}
     for row in rows.values():
         assert row["baseline"] == "bare", row
         assert row["unit"] == "item", row
-        for figure in ("ratio", "subject_us", "baseline_us"):
-            assert math.isfinite(row[figure]) and row[figure] > 0, row
     for label in ("computed", "cache hit"):
         assert results["facts"][f"{label}: spans per run of 8 items"].startswith(
             "4 (a run and 3 nodes), 12 with item spans; "
