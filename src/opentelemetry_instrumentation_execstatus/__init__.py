@@ -66,10 +66,15 @@ class ExecStatusInstrumentor(BaseInstrumentor):
         self._patcher.start()
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        """Put every original back, then end what is in flight as ``cancelled``: nothing
+        will report its end any more, and its span must still be exported."""
         if self._patcher is not None:
             self._patcher.stop()
             self._patcher = None
+        live = telemetry.current()
         telemetry.activate(None)
+        if live is not None:
+            live.close()
 
 
 EXIT_GRACE_SECONDS = 0.5

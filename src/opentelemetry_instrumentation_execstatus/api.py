@@ -29,10 +29,12 @@ ignored.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Hashable
 from contextlib import AbstractContextManager
 from types import TracebackType
+from typing import Any
 
 from opentelemetry_instrumentation_execstatus import telemetry
 from opentelemetry_instrumentation_execstatus.clock import Timestamp
@@ -66,8 +68,26 @@ __all__ = [
 API = Orchestrator.API
 
 
+MAX_ID_LENGTH = 256
+"""Longer string or bytes ids are kept as their digest: an ended id is remembered for a while
+(to tell a late event from a new start), and a caller's megabyte-long ids must not be."""
+
+
 def _key(execution_id: Hashable) -> Hashable:
-    return ("api", execution_id)
+    return ("api", _compact(execution_id))
+
+
+def _compact(value: Any) -> Any:
+    """``value``, or for a string or bytes longer than ``MAX_ID_LENGTH`` (also inside a tuple)
+    a short digest of it: the same id always gives the same key."""
+    if isinstance(value, (str, bytes)):
+        if len(value) <= MAX_ID_LENGTH:
+            return value
+        data = value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
+        return ("digest", type(value).__name__, len(value), hashlib.blake2b(data).hexdigest())
+    if isinstance(value, tuple):
+        return tuple(_compact(item) for item in value)
+    return value
 
 
 def report_status(
@@ -91,20 +111,31 @@ def report_status(
     ends it. ``level``, ``name``, ``pipeline``, ``parent_id``, ``run_id``, ``attempt`` and
     ``correlation_id`` (what ties retries of one business request together) are read on the
     first report only. ``timestamp`` (a datetime or epoch seconds) is when the
-    change happened, if not now: durations then survive the reporter's restarts.
+    change happened, if not now: durations then survive the reporter's restarts; one that is
+    unreadable, NaN, infinite, before 2000 or more than a day ahead is taken as now.
+
+    Reusing an id: after its execution ended, a non-final status starts a new execution,
+    unless its ``timestamp`` is earlier than that end (then it is a late event, dropped); a
+    final status for an ended id is a duplicate and dropped. Text (names, ids, error messages)
+    is exported as valid UTF-8 and capped; an id or name whose ``str()`` fails is left out.
     """
     live = telemetry.current()
     if live is None or live.tracker.is_off():
         return
+    try:
+        key = _key(execution_id)
+        parent_key = None if parent_id is None else _key(parent_id)
+    except Exception:  # a tuple id whose items cannot be iterated or measured
+        return
     live.tracker.transition(
-        _key(execution_id),
+        key,
         status,
         orchestrator=API,
         level=level,  # type: ignore[arg-type]
         name=name,
         pipeline_name=pipeline,
-        parent_key=None if parent_id is None else _key(parent_id),
-        run_id=run_id if run_id is not None else str(execution_id),
+        parent_key=parent_key,
+        run_id=run_id if run_id is not None else execution_id,
         attempt=attempt,
         correlation_id=correlation_id,
         timestamp=timestamp,
@@ -122,7 +153,7 @@ def report_worker_spawn(
     ``success`` (not a bool, ``success`` or ``failure``) drops the sample.
     """
     live = telemetry.current()
-    if live is not None:
+    if live is not None and not live.workers.is_off():
         live.workers.spawn(API, success, reason)
 
 
@@ -135,7 +166,7 @@ def report_worker_health_check(
     ``health_check()`` for a probe that counts itself.
     """
     live = telemetry.current()
-    if live is not None:
+    if live is not None and not live.workers.is_off():
         live.workers.health_check(API, passed, cancelled=cancelled)
 
 
@@ -145,7 +176,7 @@ def report_worker_drain(
     """A drain; ``duration_seconds`` (negative or NaN: 0) is recorded only for a drain that
     completed successfully. An unrecognised ``success`` drops the sample."""
     live = telemetry.current()
-    if live is not None:
+    if live is not None and not live.workers.is_off():
         live.workers.drain(API, success, duration_seconds)
 
 
@@ -158,8 +189,12 @@ def report_worker_state(worker_id: Hashable, state: WorkerState | str | None) ->
     stays counted in its last state rather than be guessed offline.
     """
     live = telemetry.current()
-    if live is not None:
-        live.workers.set_state(_key(worker_id), API, state)
+    if live is not None and not live.workers.is_off():
+        try:
+            key = _key(worker_id)
+        except Exception:
+            return
+        live.workers.set_state(key, API, state)
 
 
 class HealthProbe:

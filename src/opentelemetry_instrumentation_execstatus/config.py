@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from enum import Enum
 from typing import Any
 
 _LOG = logging.getLogger(__name__)
@@ -18,6 +19,21 @@ _LOG = logging.getLogger(__name__)
 ENV_PREFIX = "OTEL_PYTHON_EXECSTATUS_"
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
+
+
+class ExceptionDetail(str, Enum):
+    """How much of a step's exception its span's ``exception`` event carries.
+
+    Messages and stack traces can hold secrets (a connection string, a token in a URL) and be
+    huge; ``error.type`` (the exception's class) is always set on a failed span.
+    """
+
+    FULL = "full"
+    """``exception.type``, ``exception.message`` and ``exception.stacktrace``, each capped."""
+    TYPE = "type"
+    """``exception.type`` only."""
+    NONE = "none"
+    """No ``exception`` event."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,12 @@ class ExecStatusConfig:
 
     item_spans: bool = False
     """Emit a span per data item (off by default: there can be millions)."""
+
+    exception_detail: ExceptionDetail = ExceptionDetail.FULL
+    """What a failed step's ``exception`` event carries: ``full``, ``type`` or ``none``."""
+
+    exception_text_limit: int = 4096
+    """Characters kept of an exception's message (its start) and stack trace (its end)."""
 
     @classmethod
     def load(
@@ -79,6 +101,13 @@ def _parse_positive_int(raw: Any) -> int | None:
     return value if value > 0 else None
 
 
+def _parse_exception_detail(raw: Any) -> ExceptionDetail | None:
+    try:
+        return ExceptionDetail(str(raw.value if isinstance(raw, Enum) else raw).strip().lower())
+    except ValueError:
+        return None
+
+
 def _parse_names(raw: Any) -> frozenset[str] | None:
     items = raw.split(",") if isinstance(raw, str) else list(raw)
     names = frozenset(str(item).strip().lower() for item in items if str(item).strip())
@@ -91,4 +120,6 @@ _PARSERS = {
     "name_cardinality_limit": _parse_positive_int,
     "max_in_flight": _parse_positive_int,
     "item_spans": _parse_bool,
+    "exception_detail": _parse_exception_detail,
+    "exception_text_limit": _parse_positive_int,
 }

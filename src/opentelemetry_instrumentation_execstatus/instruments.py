@@ -2,10 +2,40 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from opentelemetry.metrics import Meter
 
 from opentelemetry_instrumentation_execstatus import semconv
-from opentelemetry_instrumentation_execstatus.semconv import MetricUnit
+from opentelemetry_instrumentation_execstatus.counts import observed_up_down_counter
+from opentelemetry_instrumentation_execstatus.semconv import (
+    ExecutionLevel,
+    ExecutionStatus,
+    MetricUnit,
+    Orchestrator,
+    WorkerState,
+)
+
+
+@lru_cache(maxsize=1024)
+def active_attributes(
+    orchestrator: Orchestrator, level: ExecutionLevel, status: ExecutionStatus
+) -> dict[str, str]:
+    """``execution.active``'s attributes for one (orchestrator, level, status) key."""
+    return {
+        semconv.EXECUTION_STATUS: status.value,
+        semconv.EXECUTION_ORCHESTRATOR: orchestrator.value,
+        semconv.EXECUTION_LEVEL: level.value,
+    }
+
+
+@lru_cache(maxsize=128)
+def worker_count_attributes(orchestrator: Orchestrator, state: WorkerState) -> dict[str, str]:
+    """``execution.worker.count``'s attributes for one (orchestrator, state) key."""
+    return {
+        semconv.CICD_WORKER_STATE: state.value,
+        semconv.EXECUTION_ORCHESTRATOR: orchestrator.value,
+    }
 
 
 class Instruments:
@@ -19,10 +49,12 @@ class Instruments:
             "change of canonical status.",
             explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS_SECONDS),
         )
-        self.active_executions = meter.create_up_down_counter(
+        self.active_executions = observed_up_down_counter(
+            meter,
             semconv.ACTIVE_EXECUTIONS,
             unit=MetricUnit.EXECUTION.value,
             description="Executions in flight, by their current (non-final) status.",
+            attributes=active_attributes,
         )
         self.worker_spawns = meter.create_counter(
             semconv.WORKER_SPAWNS,
@@ -45,8 +77,10 @@ class Instruments:
             description="Time a worker drain took, recorded only when the drain completed.",
             explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS_SECONDS),
         )
-        self.worker_count = meter.create_up_down_counter(
+        self.worker_count = observed_up_down_counter(
+            meter,
             semconv.WORKER_COUNT,
             unit=MetricUnit.WORKER.value,
             description="Workers known to the orchestrator, by state.",
+            attributes=worker_count_attributes,
         )

@@ -4,11 +4,19 @@ Rules (seed 004's, made strict): values are trimmed; a value outside its enum be
 enum's fallback (``unknown`` or ``other``), never passed through; names beyond a cardinality
 cap become ``_OTHER``; durations that come out negative (clock skew, out-of-order events)
 are clamped to 0.
+
+Text is made safe to export before it is kept: one string the OTLP encoder cannot encode (a
+lone surrogate, as ``os.fsdecode`` makes of a file name's undecodable bytes) fails the whole
+export batch, so every other execution's spans would be lost with it. Every string that reaches
+a span, an event or a metric attribute therefore goes through ``clean_text`` (or
+``bounded_text``): valid UTF-8, bounded, and produced without ever raising, whatever the
+value's ``__str__`` does.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import threading
 from enum import Enum
 from typing import Any, TypeVar
@@ -22,19 +30,25 @@ MAX_NAME_LENGTH = 128
 
 
 def to_enum(enum_cls: type[E], value: Any, fallback: E) -> E:
-    """``value`` as a member of ``enum_cls``: a member, its value, or its name, any case."""
+    """``value`` as a member of ``enum_cls``: a member, its value, or its name, any case.
+
+    Never raises: a value that cannot be read (another enum whose ``value`` raises, a ``str``
+    subclass overriding ``strip``) is the fallback, like any value outside the enum."""
     if isinstance(value, enum_cls):
         return value
-    if isinstance(value, Enum):  # another framework's enum: use its value
-        value = value.value
-    if not isinstance(value, str):
-        return fallback
-    text = value.strip().lower()
     try:
-        return enum_cls(text)
-    except ValueError:
-        member = enum_cls.__members__.get(text.upper())
-        return member if member is not None else fallback
+        if isinstance(value, Enum):  # another framework's enum: use its value
+            value = value.value
+        if not isinstance(value, str):
+            return fallback
+        text = str.lower(str.strip(value))
+        try:
+            return enum_cls(text)
+        except ValueError:
+            member = enum_cls.__members__.get(text.upper())
+            return member if member is not None else fallback
+    except Exception:
+        return fallback
 
 
 # Every spelling ``to_enum`` accepts without trimming or case folding: members (a str-valued
@@ -55,21 +69,70 @@ def to_status(value: Any) -> ExecutionStatus:
 
 
 def clamp_seconds(value: float) -> float:
-    """Durations are never negative nor NaN: both become 0."""
+    """Durations are never negative, NaN nor infinite: all become 0."""
     if value > 0 and not math.isinf(value):
         return float(value)
     return 0.0
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+TRUNCATED = "\u2026"  # what stands for the cut part of a bounded text
+
+
+def _as_str(value: Any) -> str | None:
+    """``value`` as a plain ``str``, or None when it has no usable text.
+
+    A ``str`` subclass is copied without calling its own methods; bytes are decoded as UTF-8
+    (a file name, a Redis reply); anything else is ``str(value)``, which may raise, return a
+    non-string, or refuse an int of more than 4,300 digits: all of those are None.
+    """
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    try:
+        text = str(value)
+    except Exception:
+        return None
+    return str.__str__(text) if isinstance(text, str) else None
+
+
+def _valid_utf8(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD, so that it encodes as UTF-8."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _LONE_SURROGATE.sub(REPLACEMENT, text)
+    return text
+
+
 def clean_text(value: Any, limit: int = MAX_NAME_LENGTH) -> str | None:
-    """A trimmed, length-capped string, or None when there is nothing to say."""
+    """A trimmed, length-capped, valid UTF-8 string, or None when there is nothing to say
+    (None, blank, or a value with no usable text). Never raises."""
     if value is None:
         return None
-    text = value if isinstance(value, str) else str(value)
+    text = _as_str(value)
+    if text is None:
+        return None
     text = text.strip()
     if not text:
         return None
-    return text[:limit]
+    return _valid_utf8(text[:limit])
+
+
+def bounded_text(text: str, limit: int, *, keep_end: bool = False) -> str:
+    """``text`` as valid UTF-8 in at most ``limit`` characters, the cut part shown as "…".
+
+    ``keep_end`` keeps the tail instead of the head: the end of a stack trace holds the frame
+    that raised and the message.
+    """
+    if len(text) > limit:
+        kept = max(0, limit - 1)
+        text = TRUNCATED + text[len(text) - kept :] if keep_end else text[:kept] + TRUNCATED
+    return _valid_utf8(text)
 
 
 class NameLimiter:

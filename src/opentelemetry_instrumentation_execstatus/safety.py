@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 from typing import Any, Callable, TypeVar
 
@@ -31,6 +32,16 @@ def report_internal_error(where: str) -> None:
         where,
         exc_info=True,
     )
+
+
+def _reset_lock_after_fork() -> None:
+    """A thread of the parent may have held the lock at fork: the child's would stay held."""
+    global _reported_lock
+    _reported_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock_after_fork)
 
 
 def guarded(func: F) -> F:

@@ -37,6 +37,18 @@ def _no_global_provider() -> bool:
     )
 
 
+class Closed:
+    """The sinks of an uninstrumented tracker or recorder: nothing records any more."""
+
+    __slots__ = ()
+
+    def off(self) -> bool:
+        return True
+
+
+CLOSED = Closed()
+
+
 class Sinks:
     """The tracer and a representative instrument of one ``instrument()`` call."""
 

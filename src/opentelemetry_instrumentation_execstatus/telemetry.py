@@ -41,16 +41,17 @@ class Telemetry:
             INSTRUMENTATION_NAME, __version__, meter_provider, schema_url=SCHEMA_URL
         )
         instruments = Instruments(meter)
+        sinks = Sinks(tracer, instruments.status_transition_duration, INSTRUMENTATION_NAME)
         return cls(
             config=config,
-            tracker=StatusTracker(
-                tracer,
-                instruments,
-                config,
-                Sinks(tracer, instruments.status_transition_duration, INSTRUMENTATION_NAME),
-            ),
-            workers=WorkerRecorder(instruments, max_workers=config.max_in_flight),
+            tracker=StatusTracker(tracer, instruments, config, sinks),
+            workers=WorkerRecorder(instruments, sinks, max_workers=config.max_in_flight),
         )
+
+    def close(self) -> None:
+        """End what is in flight (as ``cancelled``) and record nothing more."""
+        self.tracker.close()
+        self.workers.close()
 
 
 _current: Telemetry | None = None

@@ -16,18 +16,28 @@ writers is the number of rows in each status); the span starts at the first chan
 sees, backdated to when the previous status began; and at exit an execution still in flight
 ends its span without any status change, since the database still holds its status.
 
-Concurrency: a global lock guards only the in-flight table (cheap dict operations); each
-execution has its own lock, held while its own telemetry is emitted, so SDK calls of different
-executions never wait for each other.
+Concurrency: a global lock guards only the in-flight and ended tables (cheap dict operations);
+each execution has its own lock, held while its state changes, so SDK calls of different
+executions never wait for each other. An execution ends once: whoever ends it (its final
+status, eviction, exit, ``uninstrument()``) marks it under its lock, and every later change
+that still holds it is dropped.
+
+Failures of the SDK (a span processor, an instrument or a tracer that raises) never reach the
+tracker's own state: the state and ``execution.active`` change first, then each SDK call is
+made on its own, so one that raises costs only its own piece of telemetry. A span is ended
+even when recording the metrics failed, and an execution leaves the in-flight table even when
+ending its span failed.
+
+Reuse of an id: a non-final status for a key whose execution has ended starts a new execution,
+unless it happened (by its timestamp) before that end, in which case it is a late event of the
+ended one and dropped; a final status for an ended key is a duplicate and dropped.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Hashable
 from functools import lru_cache
@@ -40,6 +50,12 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from opentelemetry_instrumentation_execstatus import clock, semconv
 from opentelemetry_instrumentation_execstatus.config import ExecStatusConfig
+from opentelemetry_instrumentation_execstatus.errors import (
+    EXCEPTION_EVENT,
+    error_type_of,
+    exception_attributes,
+)
+from opentelemetry_instrumentation_execstatus.forking import after_fork_in_child
 from opentelemetry_instrumentation_execstatus.instruments import Instruments
 from opentelemetry_instrumentation_execstatus.normalize import (
     NameLimiter,
@@ -55,7 +71,9 @@ from opentelemetry_instrumentation_execstatus.semconv import (
     ExecutionStatus,
     Orchestrator,
 )
-from opentelemetry_instrumentation_execstatus.sinks import Sinks
+from opentelemetry_instrumentation_execstatus.sinks import CLOSED, Closed, Sinks
+
+MAX_ATTEMPT = 2**63 - 1  # OTLP integers are int64: one larger fails its whole export batch
 
 _LOG = logging.getLogger(__name__)
 
@@ -68,6 +86,7 @@ class _Execution:
         "context",
         "correlation_id",
         "emit_span",
+        "ended",
         "level",
         "lock",
         "metric_pipeline",
@@ -107,12 +126,19 @@ class _Execution:
         self.emit_span = emit_span
         self.parent_key = parent_key
         self.persisted = persisted
-        self.status: ExecutionStatus | None = None  # None until its first status is emitted
+        self.status: ExecutionStatus | None = None  # None until its first status is applied
         self.since_ns: int | None = 0  # None only for a persisted row whose start is unknown
         self.span: Span | None = None
         self.context: Context | None = None  # the span's context, for children and exemplars
         self.metric_pipeline: str | None = None
         self.metric_task: str | None = None
+        self.ended = False  # set once, under ``lock``, by whoever ends it
+
+    def active_key(self, status: ExecutionStatus | None) -> tuple[Any, ...] | None:
+        """``execution.active``'s key while in ``status``; None for no status or a final one."""
+        if status is None or status.is_final:
+            return None
+        return (self.orchestrator, self.level, status)
 
 
 @lru_cache(maxsize=8192)
@@ -138,17 +164,6 @@ def _transition_attributes(
     return attributes
 
 
-@lru_cache(maxsize=1024)
-def _active_attributes(
-    orchestrator: Orchestrator, level: ExecutionLevel, status: ExecutionStatus
-) -> dict[str, str]:
-    return {
-        semconv.EXECUTION_STATUS: status.value,
-        semconv.EXECUTION_ORCHESTRATOR: orchestrator.value,
-        semconv.EXECUTION_LEVEL: level.value,
-    }
-
-
 @lru_cache(maxsize=256)
 def _status_change_attributes(
     previous: ExecutionStatus | None, current: ExecutionStatus
@@ -159,16 +174,6 @@ def _status_change_attributes(
     return attributes
 
 
-def error_type_of(error: Any) -> str | None:
-    """``error.type``: an exception's qualified class name, or the given type string."""
-    if isinstance(error, BaseException):
-        cls = type(error)
-        if cls.__module__ in ("builtins", "__main__"):
-            return cls.__qualname__
-        return f"{cls.__module__}.{cls.__qualname__}"
-    return clean_text(error)
-
-
 class StatusTracker:
     """Per-execution state and all execution telemetry (spans, histogram, active gauge)."""
 
@@ -176,7 +181,7 @@ class StatusTracker:
         self, tracer: Tracer, instruments: Instruments, config: ExecStatusConfig, sinks: Sinks
     ) -> None:
         self._tracer = tracer
-        self._sinks = sinks
+        self._sinks: Sinks | Closed = sinks
         self._duration = instruments.status_transition_duration
         self._active = instruments.active_executions
         self._config = config
@@ -184,24 +189,29 @@ class StatusTracker:
         self._task_names = NameLimiter(config.name_cardinality_limit)
         self._lock = threading.Lock()
         self._in_flight: dict[Hashable, _Execution] = {}
-        # Keys of recently ended executions, so a late or duplicate event for one of them is
-        # dropped instead of starting a second, empty span. Bounded like the in-flight table.
-        # An OrderedDict drops its oldest key in O(1); a dict's first key, after many deletions
-        # at the front, is found by scanning past every deleted slot.
-        self._ended: OrderedDict[Hashable, None] = OrderedDict()
+        # Keys of recently ended executions and when they ended, so that a late or duplicate
+        # event for one of them is dropped instead of starting a second, empty span, while a
+        # later new start under the same id is a new execution. Bounded like the in-flight
+        # table. An OrderedDict drops its oldest key in O(1); a dict's first key, after many
+        # deletions at the front, is found by scanning past every deleted slot.
+        self._ended: OrderedDict[Hashable, int] = OrderedDict()
         self._eviction_logged = False
-        _TRACKERS.add(self)
+        after_fork_in_child(self._after_fork)
 
     # -- queries -------------------------------------------------------------------------
 
     def is_off(self) -> bool:
-        """Nothing would record a transition now (no SDK, SDK disabled, or suppressed): the
-        caller may skip its own work too."""
+        """Nothing would record a transition now (no SDK, SDK disabled, suppressed, or
+        uninstrumented): the caller may skip its own work too."""
         return self._sinks.off() or not is_instrumentation_enabled()
 
     def in_flight_count(self) -> int:
         """How many executions are being tracked right now (for tests and benchmarks)."""
         return len(self._in_flight)
+
+    def ended_count(self) -> int:
+        """How many ended keys are remembered (bounded by ``max_in_flight``)."""
+        return len(self._ended)
 
     def status_of(self, key: Hashable) -> ExecutionStatus | None:
         """The current canonical status of an in-flight execution, or None."""
@@ -227,7 +237,8 @@ class StatusTracker:
 
         An orchestrator's threads can still be returning from a step when the interpreter
         exits (routilux signals "done" from inside a routine); without this their spans, and
-        their runs', would never end and never be exported.
+        their runs', would never end and never be exported. Database rows keep their status:
+        their spans end, and their count stays for whichever process changes them next.
         """
         deadline = time.monotonic() + grace_seconds
         while self._finishing_here() and time.monotonic() < deadline:
@@ -235,15 +246,16 @@ class StatusTracker:
         with self._lock:
             remaining = list(self._in_flight.items())
         for key, execution in remaining:
-            if execution.persisted:
-                self._release(execution, clock.now_ns())
-                continue
-            self.transition(
-                key,
-                ExecutionStatus.CANCELLED,
-                orchestrator=execution.orchestrator,
-                level=execution.level,
-            )
+            try:
+                self._abandon(key, execution, ExecutionStatus.CANCELLED)
+            except Exception:
+                report_internal_error("StatusTracker.end_in_flight")
+
+    def close(self) -> None:
+        """At ``uninstrument()``: end what is in flight as cancelled, and record nothing more
+        (an orchestrator thread still inside a patched call reports to a closed tracker)."""
+        self.end_in_flight(0)
+        self._sinks = CLOSED
 
     # -- the transition function -----------------------------------------------------------
 
@@ -254,12 +266,12 @@ class StatusTracker:
         *,
         orchestrator: Orchestrator,
         level: ExecutionLevel,
-        name: str | None = None,
-        pipeline_name: str | None = None,
+        name: Any = None,
+        pipeline_name: Any = None,
         parent_key: Hashable | None = None,
         parent_context: Context | None = None,
         run_id: Any = None,
-        attempt: int | None = None,
+        attempt: Any = None,
         correlation_id: Any = None,
         emit_span: bool = True,
         persisted: bool = False,
@@ -277,38 +289,40 @@ class StatusTracker:
         metrics but starts no span (for work the orchestrator already traces itself); the
         histogram is then recorded in the current context, so its exemplars still lead to the
         orchestrator's span. ``timestamp`` is the orchestrator's own time of the change, when it
-        has one. ``previous_status`` and ``previous_since`` are, for a persisted execution, what
-        its database says it was in before this change and since when (either may be None).
-        ``error`` (an exception or an error type name) is reported on a failed final status.
+        has one (unreadable or outside the sane range: now). ``previous_status`` and
+        ``previous_since`` are, for a persisted execution, what its database says it was in
+        before this change and since when (either may be None). ``error`` (an exception or an
+        error type name) is reported on a failed final status.
         Never raises: an error of its own is logged once and the change is dropped.
         """
-        if self._sinks.off() or not is_instrumentation_enabled():
-            return
         try:
+            if self._sinks.off() or not is_instrumentation_enabled():
+                return
             current = to_status(status)
-            at_ns = clock.now_ns() if timestamp is None else clock.from_timestamp(timestamp)
+            at_ns = None if timestamp is None else clock.from_timestamp(timestamp)
+            if at_ns is None:
+                at_ns = clock.now_ns()
             stored = None if previous_status is None else to_status(previous_status)
             stored_since = None if previous_since is None else clock.from_timestamp(previous_since)
             execution = self._in_flight.get(key)  # lock-free: a dict read is atomic
             if execution is None:
-                # For a persisted execution whose key has ended, a change from a final status
-                # to a non-final one (a retry), or from no known status (a new row reusing the
-                # id, a blind assignment), starts a new execution.
                 execution = self._create(
                     key,
-                    orchestrator,
-                    level,
-                    name,
-                    pipeline_name,
-                    parent_key,
-                    run_id,
-                    attempt,
-                    correlation_id,
-                    emit_span,
-                    persisted,
-                    reopen=persisted
-                    and (stored is None or (stored.is_final and not current.is_final)),
-                    at_ns=at_ns,
+                    current,
+                    at_ns,
+                    stored,
+                    _Execution(
+                        to_enum(Orchestrator, orchestrator, Orchestrator.UNKNOWN),
+                        to_enum(ExecutionLevel, level, ExecutionLevel.STEP),
+                        clean_text(name),
+                        clean_text(pipeline_name),
+                        clean_text(run_id),
+                        _attempt(attempt),
+                        clean_text(correlation_id),
+                        bool(emit_span),
+                        parent_key,
+                        bool(persisted),
+                    ),
                 )
                 if execution is None:
                     return
@@ -323,21 +337,19 @@ class StatusTracker:
                 inherited_context = None
 
             with execution.lock:
+                if execution.ended:
+                    return  # ended by another thread (its final status, eviction, exit)
                 if execution.persisted:
                     applied = self._apply_persisted(
                         execution, current, at_ns, stored, stored_since, inherited_context
                     )
                 else:
                     applied = self._apply(execution, current, at_ns, inherited_context)
-                if not applied:
+                if not applied or not current.is_final:
                     return
-                if current.is_final:
-                    self._finish(execution, current, at_ns, error)
-            if current.is_final:
-                with self._lock:
-                    if self._in_flight.get(key) is execution:
-                        del self._in_flight[key]
-                    self._remember_ended(key)
+                execution.ended = True
+            self._forget(key, execution, at_ns)
+            self._finish(execution, current, at_ns, error)
         except Exception:
             report_internal_error("StatusTracker.transition")
 
@@ -346,72 +358,58 @@ class StatusTracker:
     def _create(
         self,
         key: Hashable,
-        orchestrator: Orchestrator,
-        level: ExecutionLevel,
-        name: str | None,
-        pipeline_name: str | None,
-        parent_key: Hashable | None,
-        run_id: Any,
-        attempt: int | None,
-        correlation_id: Any,
-        emit_span: bool,
-        persisted: bool,
-        reopen: bool,
+        current: ExecutionStatus,
         at_ns: int,
+        stored: ExecutionStatus | None,
+        fresh: _Execution,
     ) -> _Execution | None:
-        """A new in-flight execution for ``key``, unless it has ended and is not reopened.
-        Executions pushed out by the in-flight cap end here, as of ``at_ns``."""
-        with self._lock:
-            if key in self._ended and not reopen:
-                return None
-        # Build outside the lock; a racing creator for the same key wins below.
-        parent = self._in_flight.get(parent_key) if parent_key is not None else None
-        pipeline = clean_text(pipeline_name)
-        if pipeline is None and parent is not None:
-            pipeline = parent.pipeline_name
-        fresh = _Execution(
-            to_enum(Orchestrator, orchestrator, Orchestrator.UNKNOWN),
-            to_enum(ExecutionLevel, level, ExecutionLevel.STEP),
-            clean_text(name),
-            pipeline,
-            clean_text(run_id),
-            attempt if isinstance(attempt, int) and attempt > 0 else None,
-            clean_text(correlation_id),
-            emit_span,
-            parent_key,
-            persisted,
-        )
+        """``fresh`` in flight for ``key``, unless the key has ended and this change does not
+        start a new execution; a racing creator for the same key wins. Executions pushed out
+        by the in-flight cap end here."""
+        parent = self._in_flight.get(fresh.parent_key) if fresh.parent_key is not None else None
+        if fresh.pipeline_name is None and parent is not None:
+            fresh.pipeline_name = parent.pipeline_name
         if self._config.names_on_metrics:
-            fresh.metric_pipeline = self._pipeline_names.admit(pipeline)
+            fresh.metric_pipeline = self._pipeline_names.admit(fresh.pipeline_name)
             if fresh.level is not ExecutionLevel.PIPELINE:
                 fresh.metric_task = self._task_names.admit(fresh.name)
-        evicted: list[_Execution] = []
+        evicted: list[tuple[Hashable, _Execution]] = []
         with self._lock:
             existing = self._in_flight.get(key)
             if existing is not None:
                 return existing
-            if key in self._ended:
-                if not reopen:
+            ended_at = self._ended.get(key)
+            if ended_at is not None:
+                if not _starts_anew(fresh.persisted, current, at_ns, stored, ended_at):
                     return None
                 del self._ended[key]
             self._in_flight[key] = fresh
             while len(self._in_flight) > self._config.max_in_flight:
                 oldest = next(iter(self._in_flight))
-                evicted.append(self._in_flight.pop(oldest))
-                self._remember_ended(oldest)
-        for old in evicted:
-            self._end_evicted(old, at_ns)
+                evicted.append((oldest, self._in_flight.pop(oldest)))
+                self._remember_ended(oldest, at_ns)
+        for old_key, old in evicted:
+            self._abandon(old_key, old, ExecutionStatus.UNKNOWN)
         return fresh
 
     def _parent_context(self, parent_key: Hashable | None) -> Context | None:
         """A new execution's parent span context; None means the current context."""
         return None if parent_key is None else self.context_of(parent_key)
 
-    def _remember_ended(self, key: Hashable) -> None:
+    def _forget(self, key: Hashable, execution: _Execution, at_ns: int) -> None:
+        """``execution`` (ended) leaves the in-flight table; its key is remembered as ended."""
+        with self._lock:
+            if self._in_flight.get(key) is execution:
+                del self._in_flight[key]
+            self._remember_ended(key, at_ns)
+
+    def _remember_ended(self, key: Hashable, at_ns: int) -> None:
         # Called with self._lock held.
-        self._ended[key] = None
-        if len(self._ended) > self._config.max_in_flight:
-            self._ended.popitem(last=False)
+        ended = self._ended
+        ended[key] = at_ns
+        ended.move_to_end(key)
+        if len(ended) > self._config.max_in_flight:
+            ended.popitem(last=False)
 
     def _wants_span(self, execution: _Execution) -> bool:
         if not execution.emit_span:
@@ -427,16 +425,13 @@ class StatusTracker:
     ) -> None:
         execution.status = current
         execution.since_ns = at_ns
+        self._active.move(None, execution.active_key(current))
         if self._wants_span(execution):
             self._open_span(execution, current, at_ns, parent_context)
         elif execution.emit_span:
             execution.context = parent_context  # an item without a span: its stage's
         else:
             execution.context = None  # traced by the orchestrator: whatever span is current
-        if not current.is_final:
-            self._active.add(
-                1, _active_attributes(execution.orchestrator, execution.level, current)
-            )
 
     def _open_span(
         self,
@@ -445,22 +440,24 @@ class StatusTracker:
         at_ns: int,
         parent_context: Context | None,
     ) -> None:
-        span = self._tracer.start_span(
-            _span_name(execution),
-            context=parent_context,
-            kind=SpanKind.INTERNAL,
-            attributes=_start_attributes(execution),
-            start_time=clock.to_wall_ns(at_ns),
-        )
+        """Start the span; a tracer or span processor that raises leaves the execution
+        without a span (its children then hang off its parent), never without its state."""
+        execution.context = parent_context
+        try:
+            span = self._tracer.start_span(
+                _span_name(execution),
+                context=parent_context,
+                kind=SpanKind.INTERNAL,
+                attributes=_start_attributes(execution),
+                start_time=clock.to_wall_ns(at_ns),
+            )
+        except Exception:
+            report_internal_error("starting a span")
+            return
         execution.span = span
         # Kept even for a sampled-out span, so children inherit the sampling decision.
         execution.context = trace.set_span_in_context(span, parent_context)
-        if span.is_recording():
-            span.add_event(
-                semconv.STATUS_CHANGE_EVENT,
-                _status_change_attributes(None, first),
-                timestamp=clock.to_wall_ns(at_ns),
-            )
+        self._add_event(span, _status_change_attributes(None, first), at_ns)
 
     def _apply(
         self,
@@ -509,10 +506,7 @@ class StatusTracker:
         if previous is None:  # a new row: its first status
             execution.status = current
             execution.since_ns = at_ns
-            if not current.is_final:
-                self._active.add(
-                    1, _active_attributes(execution.orchestrator, execution.level, current)
-                )
+            self._active.move(None, execution.active_key(current))
             return True
         if previous is current:  # nothing changed, though this process may have been behind
             execution.status = current
@@ -535,78 +529,123 @@ class StatusTracker:
         """Leave ``previous`` (entered at ``since_ns``, if known) for ``current``."""
         execution.status = current
         execution.since_ns = at_ns
+        # A persisted row may come back from a final status: then only the new one counts.
+        self._active.move(execution.active_key(previous), execution.active_key(current))
         if since_ns is not None:
-            self._duration.record(
-                clamp_seconds((at_ns - since_ns) / 1e9),
-                _transition_attributes(
-                    execution.orchestrator,
-                    execution.level,
-                    execution.metric_pipeline,
-                    execution.metric_task,
-                    previous,
-                    current,
-                ),
-                context=execution.context,
-            )
-        if not previous.is_final:  # a persisted row may come back from a final status
-            self._active.add(
-                -1, _active_attributes(execution.orchestrator, execution.level, previous)
-            )
-        if not current.is_final:
-            self._active.add(
-                1, _active_attributes(execution.orchestrator, execution.level, current)
-            )
-        span = execution.span
-        if span is not None and span.is_recording():
-            span.add_event(
-                semconv.STATUS_CHANGE_EVENT,
-                _status_change_attributes(previous, current),
-                timestamp=clock.to_wall_ns(at_ns),
-            )
+            try:
+                self._duration.record(
+                    clamp_seconds((at_ns - since_ns) / 1e9),
+                    _transition_attributes(
+                        execution.orchestrator,
+                        execution.level,
+                        execution.metric_pipeline,
+                        execution.metric_task,
+                        previous,
+                        current,
+                    ),
+                    context=execution.context,
+                )
+            except Exception:
+                report_internal_error("recording a status transition")
+        if execution.span is not None:
+            self._add_event(execution.span, _status_change_attributes(previous, current), at_ns)
+
+    def _add_event(self, span: Span, attributes: dict[str, str], at_ns: int) -> None:
+        try:
+            if span.is_recording():
+                span.add_event(
+                    semconv.STATUS_CHANGE_EVENT, attributes, timestamp=clock.to_wall_ns(at_ns)
+                )
+        except Exception:
+            report_internal_error("adding a span event")
 
     def _finish(
         self, execution: _Execution, final: ExecutionStatus, at_ns: int, error: Any
     ) -> None:
+        """End the span of an execution that has ended (and left the in-flight table)."""
         span = execution.span
         if span is None:
             return
-        if span.is_recording():
-            result_key = (
-                semconv.CICD_PIPELINE_RESULT
-                if execution.level is ExecutionLevel.PIPELINE
-                else semconv.CICD_PIPELINE_TASK_RUN_RESULT
-            )
-            span.set_attribute(semconv.EXECUTION_STATUS, final.value)
-            span.set_attribute(semconv.EXECUTION_CACHED, final is ExecutionStatus.CACHED)
-            result = CICD_RESULT_BY_STATUS.get(final)
-            if result is not None:
-                span.set_attribute(result_key, result.value)
-            if final.is_error:
-                error_type = error_type_of(error) or final.value
-                span.set_attribute(semconv.ERROR_TYPE, error_type)
-                if isinstance(error, BaseException):
-                    span.record_exception(error, timestamp=clock.to_wall_ns(at_ns))
-                span.set_status(Status(StatusCode.ERROR, error_type))
-        span.end(end_time=clock.to_wall_ns(at_ns))
-
-    def _release(self, execution: _Execution, at_ns: int) -> None:
-        """Stop following a persisted execution: its status stays what the database says.
-
-        The span (if this process opened one) ends with the status it had, and
-        ``execution.active`` is left alone: the row is still in that status, and whichever
-        process changes it next moves the count.
-        """
-        with execution.lock:
-            span = execution.span
-            if span is None or execution.status is None or execution.status.is_final:
-                return
-            execution.span = None
+        try:
             if span.is_recording():
-                span.set_attribute(semconv.EXECUTION_STATUS, execution.status.value)
+                self._set_final_attributes(span, execution.level, final, at_ns, error)
+        except Exception:
+            report_internal_error("setting a span's final attributes")
+        try:
             span.end(end_time=clock.to_wall_ns(at_ns))
+        except Exception:
+            report_internal_error("ending a span")
 
-    def _end_evicted(self, execution: _Execution, at_ns: int) -> None:
-        """End an execution pushed out by the in-flight cap: its span closes as ``unknown``."""
+    def _set_final_attributes(
+        self, span: Span, level: ExecutionLevel, final: ExecutionStatus, at_ns: int, error: Any
+    ) -> None:
+        result_key = (
+            semconv.CICD_PIPELINE_RESULT
+            if level is ExecutionLevel.PIPELINE
+            else semconv.CICD_PIPELINE_TASK_RUN_RESULT
+        )
+        span.set_attribute(semconv.EXECUTION_STATUS, final.value)
+        span.set_attribute(semconv.EXECUTION_CACHED, final is ExecutionStatus.CACHED)
+        result = CICD_RESULT_BY_STATUS.get(final)
+        if result is not None:
+            span.set_attribute(result_key, result.value)
+        if not final.is_error:
+            return
+        error_type = error_type_of(error) or final.value
+        span.set_attribute(semconv.ERROR_TYPE, error_type)
+        span.set_status(Status(StatusCode.ERROR, error_type))
+        if isinstance(error, BaseException):
+            attributes = exception_attributes(error, error_type, self._config)
+            if attributes is not None:
+                span.add_event(EXCEPTION_EVENT, attributes, timestamp=clock.to_wall_ns(at_ns))
+
+    def _abandon(self, key: Hashable, execution: _Execution, final: ExecutionStatus) -> None:
+        """End an execution this process will not see end: pushed out by the in-flight cap
+        (``unknown``: no sample, since nothing says it ended), or at exit and
+        ``uninstrument()`` (``cancelled``, with its sample and event).
+
+        A persisted execution keeps its status, as the database still holds it: its span
+        ends with that status and ``execution.active`` is left for whichever process changes
+        the row next.
+        """
+        at_ns = clock.now_ns()
+        with execution.lock:
+            if execution.ended:
+                return
+            execution.ended = True
+            previous = execution.status
+            if previous is not None and not previous.is_final and not execution.persisted:
+                if final is ExecutionStatus.UNKNOWN:
+                    execution.status = final
+                    self._active.move(execution.active_key(previous), None)
+                else:
+                    self._change(execution, previous, final, at_ns, execution.since_ns)
+        self._forget(key, execution, at_ns)
+        if final is ExecutionStatus.UNKNOWN:
+            self._log_eviction()
+        if previous is None or previous.is_final:
+            return
+        if execution.persisted:
+            self._release(execution, previous, at_ns)
+        else:
+            self._finish(execution, final, at_ns, None)
+
+    def _release(self, execution: _Execution, status: ExecutionStatus, at_ns: int) -> None:
+        """End a persisted execution's span (if this process opened one) with its status."""
+        span = execution.span
+        if span is None:
+            return
+        try:
+            if span.is_recording():
+                span.set_attribute(semconv.EXECUTION_STATUS, status.value)
+        except Exception:
+            report_internal_error("setting a span's final attributes")
+        try:
+            span.end(end_time=clock.to_wall_ns(at_ns))
+        except Exception:
+            report_internal_error("ending a span")
+
+    def _log_eviction(self) -> None:
         if not self._eviction_logged:
             self._eviction_logged = True
             _LOG.warning(
@@ -614,24 +653,38 @@ class StatusTracker:
                 "(raise max_in_flight if this is expected)",
                 self._config.max_in_flight,
             )
-        if execution.persisted:
-            self._release(execution, at_ns)
-            return
-        with execution.lock:
-            previous = execution.status
-            if previous is None or previous.is_final:
-                return
-            execution.status = ExecutionStatus.UNKNOWN
-            self._active.add(
-                -1, _active_attributes(execution.orchestrator, execution.level, previous)
-            )
-            self._finish(execution, ExecutionStatus.UNKNOWN, at_ns, None)
 
-    def _forget_all(self) -> None:
-        """Drop every in-flight execution without emitting (a forked child owns none of them)."""
+    def _after_fork(self) -> None:
+        """A forked child owns none of the parent's executions: the parent ends them."""
         self._lock = threading.Lock()
         self._in_flight = {}
         self._ended = OrderedDict()
+
+
+def _starts_anew(
+    persisted: bool,
+    current: ExecutionStatus,
+    at_ns: int,
+    stored: ExecutionStatus | None,
+    ended_at_ns: int,
+) -> bool:
+    """Does a change for a key whose execution has ended start a new execution?
+
+    A non-final status that happened at or after that end does (a re-run under the same id);
+    one that happened before it is a late event of the ended execution, and a final status
+    is a duplicate end. A database row also starts anew when the database says it comes back
+    from a final status, or holds no status yet (a new row reusing the id).
+    """
+    if not current.is_final and at_ns >= ended_at_ns:
+        return True
+    return persisted and (stored is None or (stored.is_final and not current.is_final))
+
+
+def _attempt(value: Any) -> int | None:
+    """A positive attempt number that fits OTLP's int64; anything else is no attempt."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ATTEMPT:
+        return int(value)
+    return None
 
 
 def _span_name(execution: _Execution) -> str:
@@ -660,17 +713,3 @@ def _start_attributes(execution: _Execution) -> dict[str, Any]:
     if execution.correlation_id is not None:
         attributes[semconv.EXECUTION_CORRELATION_ID] = execution.correlation_id
     return attributes
-
-
-# Every live tracker, so a forked child can drop the parent's in-flight executions: their
-# spans belong to the parent process, which will end them.
-_TRACKERS: weakref.WeakSet[StatusTracker] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for tracker in list(_TRACKERS):
-        tracker._forget_all()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

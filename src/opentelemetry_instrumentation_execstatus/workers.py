@@ -10,6 +10,10 @@ is ``other``. A worker state may be one of duckgres's lifecycle states (``idle``
 ignored, the worker keeps its last counted state. A cancelled health probe is no verdict and is
 not counted; a drain's duration is recorded only when the drain really finished; negative or
 NaN durations are 0.
+
+Like the tracker, the recorder returns at once when nothing records (no SDK, the SDK disabled,
+instrumentation suppressed, or after ``uninstrument()``); the worker count is kept here and
+observed by the SDK (see ``counts``), so a forked child starts counting from 0.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from opentelemetry_instrumentation_execstatus import semconv
+from opentelemetry_instrumentation_execstatus.forking import after_fork_in_child
 from opentelemetry_instrumentation_execstatus.instruments import Instruments
 from opentelemetry_instrumentation_execstatus.normalize import clamp_seconds, to_enum
 from opentelemetry_instrumentation_execstatus.safety import guarded
@@ -35,6 +40,7 @@ from opentelemetry_instrumentation_execstatus.semconv import (
     WorkerOutcome,
     WorkerState,
 )
+from opentelemetry_instrumentation_execstatus.sinks import CLOSED, Closed, Sinks
 
 _LOG = logging.getLogger(__name__)
 
@@ -110,18 +116,11 @@ def _orchestrator_attributes(orchestrator: Orchestrator) -> dict[str, str]:
     return {semconv.EXECUTION_ORCHESTRATOR: orchestrator.value}
 
 
-@lru_cache(maxsize=128)
-def _count_attributes(orchestrator: Orchestrator, state: WorkerState) -> dict[str, str]:
-    return {
-        semconv.CICD_WORKER_STATE: state.value,
-        semconv.EXECUTION_ORCHESTRATOR: orchestrator.value,
-    }
-
-
 class WorkerRecorder:
     """Worker lifecycle counters of the telemetry contract."""
 
-    def __init__(self, instruments: Instruments, max_workers: int) -> None:
+    def __init__(self, instruments: Instruments, sinks: Sinks, max_workers: int) -> None:
+        self._sinks: Sinks | Closed = sinks
         self._spawns = instruments.worker_spawns
         self._health_checks = instruments.worker_health_checks
         self._drains = instruments.worker_drains
@@ -131,6 +130,11 @@ class WorkerRecorder:
         self._lock = threading.Lock()
         # worker key -> (orchestrator, state), for execution.worker.count.
         self._workers: dict[Hashable, tuple[Orchestrator, WorkerState]] = {}
+        after_fork_in_child(self._after_fork)
+
+    def is_off(self) -> bool:
+        """Nothing would record a worker event now: the caller may skip its own work too."""
+        return self._sinks.off() or not is_instrumentation_enabled()
 
     @guarded
     def spawn(self, orchestrator: Any, outcome: Any, reason: Any = None) -> None:
@@ -140,7 +144,7 @@ class WorkerRecorder:
         enum. A success never carries a reason (whatever is passed): a reason labels failures
         only, so that success series are not split by it.
         """
-        if not is_instrumentation_enabled():
+        if self.is_off():
             return
         result = _outcome(outcome)
         if result is None:
@@ -156,7 +160,7 @@ class WorkerRecorder:
         sick workers (duckgres skips ``context.Canceled`` for that reason). An empty or
         unrecognised ``result`` drops the sample.
         """
-        if cancelled or not is_instrumentation_enabled():
+        if cancelled or self.is_off():
             return
         verdict = _health(result)
         if verdict is None:
@@ -171,7 +175,7 @@ class WorkerRecorder:
         successfully: failed drains end early and would drown the slow real drains in the
         histogram (duckgres records it only at the pod-delete-success milestone).
         """
-        if not is_instrumentation_enabled():
+        if self.is_off():
             return
         result = _outcome(outcome)
         if result is None:
@@ -179,7 +183,11 @@ class WorkerRecorder:
         which = _orchestrator(orchestrator)
         self._drains.add(1, _drain_attributes(which, result))
         # Not a number (None, or a caller's mistake): counted, but no duration to record.
-        if result is WorkerOutcome.SUCCESS and isinstance(duration_seconds, (int, float)):
+        if (
+            result is WorkerOutcome.SUCCESS
+            and isinstance(duration_seconds, (int, float))
+            and not isinstance(duration_seconds, bool)
+        ):
             self._drain_duration.record(
                 clamp_seconds(duration_seconds), _orchestrator_attributes(which)
             )
@@ -193,7 +201,7 @@ class WorkerRecorder:
         worker stays counted in its last known state: counting it as ``offline`` would invent
         an outage out of a typo, and dropping the worker would hide it.
         """
-        if not is_instrumentation_enabled():
+        if self.is_off():
             return
         if state is None:
             new_state = None
@@ -210,12 +218,22 @@ class WorkerRecorder:
                 return  # beyond the cap a new worker is not counted rather than grow state
             else:
                 self._workers[worker_key] = (which, new_state)
-        if previous is not None and previous[1] is new_state:
-            return
-        if previous is not None:
-            self._count.add(-1, _count_attributes(*previous))
-        if new_state is not None:
-            self._count.add(1, _count_attributes(which, new_state))
+            if previous != (which, new_state):
+                self._count.move(previous, None if new_state is None else (which, new_state))
+
+    def close(self) -> None:
+        """At ``uninstrument()``: the workers are no longer followed, so none is counted, and
+        nothing more is recorded."""
+        self._sinks = CLOSED
+        with self._lock:
+            for previous in self._workers.values():
+                self._count.move(previous, None)
+            self._workers = {}
+
+    def _after_fork(self) -> None:
+        """The parent's workers are not the child's (the counts themselves restart at 0)."""
+        self._lock = threading.Lock()
+        self._workers = {}
 
     def known_workers(self) -> int:
         return len(self._workers)

@@ -120,11 +120,26 @@ def test_negative_duration_clamps_to_zero(instrument):
 
 def test_duplicate_and_out_of_order_events_are_tolerated(instrument):
     otel = instrument()
+    before = datetime.now(timezone.utc)
     api.report_status("d", "succeeded", name="d")  # an end without a start
     api.report_status("d", "succeeded")  # a second stop
-    api.report_status("d", "running")  # a late event after the end
+    api.report_status("d", "running", timestamp=before)  # a late event: it happened before
     assert [s.name for s in otel.spans()] == ["d"]
     assert otel.transitions() == {}
+    assert telemetry.current().tracker.in_flight_count() == 0
+
+
+def test_a_reused_id_after_the_end_is_a_new_execution(instrument):
+    otel = instrument()
+    api.report_status("nightly", "running", name="first", level="pipeline")
+    api.report_status("nightly", "succeeded")
+    api.report_status("nightly", "running", name="second", level="pipeline")  # a re-run
+    api.report_status("nightly", "failed")
+    assert [s.name for s in otel.spans()] == ["RUN first", "RUN second"]
+    first, second = otel.spans()
+    assert second.start_time >= first.end_time
+    assert second.attributes["execution.status"] == "failed"
+    assert otel.transition_counts() == {("running", "succeeded"): 1, ("running", "failed"): 1}
     assert telemetry.current().tracker.in_flight_count() == 0
 
 
