@@ -14,6 +14,8 @@ from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any
 
+from opentelemetry_instrumentation_execstatus.normalize import clean_text
+
 _LOG = logging.getLogger(__name__)
 
 ENV_PREFIX = "OTEL_PYTHON_EXECSTATUS_"
@@ -74,9 +76,16 @@ class ExecStatusConfig:
                 raw = environ.get(ENV_PREFIX + field.name.upper())
                 if raw is None or not str(raw).strip():
                     continue
-            parsed = _PARSERS[field.name](raw)
+            try:
+                parsed = _PARSERS[field.name](raw)
+            except Exception:  # a value no parser can read (not iterable, __str__ raising...)
+                parsed = None
             if parsed is None:
-                _LOG.warning("ignoring invalid execstatus option %s=%r", field.name, raw)
+                _LOG.warning(
+                    "ignoring invalid execstatus option %s=%s",
+                    field.name,
+                    clean_text(raw) or type(raw).__name__,
+                )
                 continue
             values[field.name] = parsed
         return cls(**values)
@@ -94,9 +103,11 @@ def _parse_bool(raw: Any) -> bool | None:
 
 
 def _parse_positive_int(raw: Any) -> int | None:
+    if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+        return None  # True is not a count, nor is 2.5
     try:
         value = int(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return value if value > 0 else None
 

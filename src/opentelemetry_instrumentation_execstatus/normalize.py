@@ -21,6 +21,7 @@ import threading
 from enum import Enum
 from typing import Any, TypeVar
 
+from opentelemetry_instrumentation_execstatus.forking import after_fork_in_child
 from opentelemetry_instrumentation_execstatus.semconv import ExecutionStatus
 
 E = TypeVar("E", bound=Enum)
@@ -145,6 +146,12 @@ class NameLimiter:
     def __init__(self, limit: int) -> None:
         self._limit = max(0, limit)
         self._admitted: set[str] = set()
+        self._lock = threading.Lock()
+        after_fork_in_child(self._after_fork)
+
+    def _after_fork(self) -> None:
+        # The names admitted stay (the child's series continue the parent's); only the lock,
+        # which a parent thread may have held at fork, is new.
         self._lock = threading.Lock()
 
     def admit(self, name: str | None) -> str | None:

@@ -10,7 +10,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import StatusCode
 
-from opentelemetry_instrumentation_execstatus import api, telemetry
+from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor, api, telemetry
 
 
 def test_pipeline_and_step_spans_with_status_events_and_parentage(instrument):
@@ -315,3 +315,20 @@ def test_work_the_orchestrator_traces_itself_gets_metrics_but_no_span(instrument
     assert [e.span_id for e in point.exemplars] == [own_span.get_span_context().span_id]
     tracker.transition("run", "succeeded", orchestrator="loom", level="pipeline")
     assert tracker.in_flight_count() == 0
+
+
+def test_uninstrument_ends_what_is_in_flight_as_cancelled(otel):
+    instrumentor = ExecStatusInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider
+    )
+    api.report_status("u", "queued", level="pipeline", pipeline="nightly")
+    api.report_status("u/a", "running", name="a", parent_id="u")
+    api.report_status("u/b", "queued", name="b", parent_id="u")
+    instrumentor.uninstrument()
+    spans = {span.name: span for span in otel.spans()}
+    assert set(spans) == {"RUN nightly", "a", "b"}
+    assert {span.attributes["execution.status"] for span in spans.values()} == {"cancelled"}
+    assert set(otel.sums("execution.active").values()) == {0}
+    api.report_status("u/a", "succeeded")  # a thread still finishing: nothing more recorded
+    assert len(otel.spans()) == 3

@@ -353,6 +353,32 @@ def test_worker_api_is_a_no_op_when_off_and_never_raises(instrument, caplog):
     }
 
 
+def test_worker_reports_do_no_work_when_nothing_records():
+    """No SDK (no-op providers): a worker report returns before any bookkeeping, like a status
+    report, so a control plane pays nothing for instrumentation nobody records."""
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.trace import NoOpTracerProvider
+
+    instrumentor = ExecStatusInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider()
+    )
+    try:
+        for worker in range(100):
+            api.report_worker_state(f"w{worker}", "busy")
+        assert telemetry.current().workers.known_workers() == 0
+    finally:
+        instrumentor.uninstrument()
+
+
+def test_uninstrument_stops_counting_workers(instrument):
+    otel = instrument()
+    api.report_worker_state("w1", "busy")
+    api.report_worker_state("w2", "available")
+    ExecStatusInstrumentor().uninstrument()
+    assert set(otel.sums("execution.worker.count").values()) == {0}
+
+
 def test_config_from_environment_and_keywords(monkeypatch):
     monkeypatch.setenv("OTEL_PYTHON_EXECSTATUS_ORCHESTRATORS", "routilux, Loom")
     monkeypatch.setenv("OTEL_PYTHON_EXECSTATUS_NAMES_ON_METRICS", "false")
