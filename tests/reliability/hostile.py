@@ -22,7 +22,7 @@ class RaisingStr:
 
 class NonStringStr:
     def __str__(self) -> Any:
-        return 42
+        return 42  # noqa: PLE0307 - the point: str() then raises TypeError
 
 
 class RaisingHash:

@@ -123,9 +123,9 @@ def test_timestamps_outside_the_sane_range_are_taken_as_now(instrument):
 
 
 WORKER_CALLS = {
-    "spawn success": lambda value: api.report_worker_spawn(value),
+    "spawn success": api.report_worker_spawn,
     "spawn reason": lambda value: api.report_worker_spawn(False, value),
-    "health result": lambda value: api.report_worker_health_check(value),
+    "health result": api.report_worker_health_check,
     "health cancelled": lambda value: api.report_worker_health_check(True, cancelled=value),
     "drain success": lambda value: api.report_worker_drain(value, 1.0),
     "drain duration": lambda value: api.report_worker_drain(True, value),
