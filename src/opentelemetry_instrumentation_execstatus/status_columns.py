@@ -16,6 +16,13 @@ core, with no change to those code paths and no extra query:
   access, which could load them. The duration of the previous status starts at the model's
   "status changed at" value when it has one (persisted, so a restart in between changes
   nothing), else at this process's record of the change.
+- Whatever a row holds, it affects that change of that row only. A column may hold anything
+  (a JSON column's dict, a pickled array whose ``==`` has no truth value), and a listener that
+  raised would lose the change and, since the value stays in the row, the row's next change
+  too, leaving it in flight for good. So reading a status, a time or a parent never raises: a
+  status the map cannot look up is ``unknown``, like any unmapped one; a time or parent that
+  cannot be read is absent; a comparison that cannot decide keeps the change. Values are
+  handed to the core as they are, and the core cleans them (timestamps, text).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 from enum import Enum
 from typing import Any, Callable, Optional, Union
 
@@ -35,7 +43,7 @@ from sqlalchemy.orm.state import InstanceState
 
 from opentelemetry_instrumentation_execstatus import clock, telemetry
 from opentelemetry_instrumentation_execstatus.normalize import to_enum, to_status
-from opentelemetry_instrumentation_execstatus.safety import guarded
+from opentelemetry_instrumentation_execstatus.safety import guarded, report_internal_error
 from opentelemetry_instrumentation_execstatus.semconv import (
     ExecutionLevel,
     ExecutionStatus,
@@ -142,7 +150,7 @@ class StatusColumn:
             return
         row: _Row | None = state.info.get(self)
         loaded = old is not NO_VALUE and old is not None
-        if row is not None and row.changes and (not loaded or old == row.changes[-1].raw):
+        if row is not None and row.changes and (not loaded or _follows(old, row.changes[-1].raw)):
             previous: ExecutionStatus | None = row.changes[-1].status
             previous_since: clock.Timestamp | None = row.changes[-1].at
         else:
@@ -154,8 +162,12 @@ class StatusColumn:
             known = stored is not NO_VALUE and stored is not None
             previous = self._canonical(stored, state.dict) if known else None
             previous_since = self._stored_since(state, stored) if known else None
-        if loaded and old == value:
-            return
+        if loaded:
+            try:
+                if old == value:
+                    return  # the value it had: no change
+            except Exception:  # == raised, or has no truth value (numpy): kept as a change,
+                pass  # which the core ignores if its canonical status is the one it had
         session = state.session
         transaction = None
         if session is not None:
@@ -217,14 +229,26 @@ class StatusColumn:
             run_id = loaded.get(self.id_key)
         else:
             run_id = identity[0] if len(identity) == 1 else "/".join(map(str, identity))
-        parent = loaded.get(self.parent_key) if self.parent_key else None
         return _Facts(
             key=("sqlalchemy", self._table, identity),
             run_id=run_id,
             name=loaded.get(self.name_key) if self.name_key else None,
             pipeline=loaded.get(self.pipeline_key) if self.pipeline_key else None,
-            parent_key=None if parent is None else ("sqlalchemy", self._parent_table, (parent,)),
+            parent_key=self._parent_of(loaded.get(self.parent_key) if self.parent_key else None),
         )
+
+    def _parent_of(self, parent: Any) -> tuple[str, str, tuple[Any, ...]] | None:
+        """The parent execution's key, or None: also when the parent column's value cannot be
+        a key (unhashable, as a JSON column's list, or a ``__hash__`` that raises), since the
+        core looks keys up in a dict, and would drop every change that names it."""
+        if parent is None:
+            return None
+        key = ("sqlalchemy", self._parent_table, (parent,))
+        try:
+            hash(key)
+        except Exception:
+            return None
+        return key
 
     def _drop(self, state: InstanceState, rolled_back: SessionTransaction) -> bool:
         """Forget the changes made inside ``rolled_back``; True if none are left."""
@@ -239,26 +263,41 @@ class StatusColumn:
     # -- reading the row -------------------------------------------------------------------
 
     def _canonical(self, raw: Any, loaded: Mapping[str, Any]) -> ExecutionStatus:
+        """``raw``'s canonical status. Total, as the rule it applies: anything unmapped is
+        ``unknown``, including a value the map cannot look up (unhashable, as a JSON column's
+        dict or list; a ``__hash__`` or ``==`` that raises) and whatever a status function
+        raises (reported once: that is a bug of the function, not a status)."""
         statuses = self.statuses
-        if statuses is None:
-            return to_status(raw)
-        if callable(statuses):
-            return to_status(statuses(raw, loaded))
-        for candidate in (raw, raw.value if isinstance(raw, Enum) else None):
-            if candidate is not None and candidate in statuses:
-                return to_status(statuses[candidate])
+        try:
+            if statuses is None:
+                return to_status(raw)
+            if callable(statuses):
+                return to_status(statuses(raw, loaded))
+            for candidate in (raw, raw.value if isinstance(raw, Enum) else None):
+                if candidate is not None and candidate in statuses:
+                    return to_status(statuses[candidate])
+        except Exception:
+            if callable(statuses):
+                report_internal_error(f"the status function of {self.attribute}")
         return ExecutionStatus.UNKNOWN
 
     def _stored_since(self, state: InstanceState, old: Any) -> clock.Timestamp | None:
-        """When the status being replaced began, as stored in the row (never loaded for it)."""
+        """When the status being replaced began, as stored in the row (never loaded for it).
+        None when the row cannot say, as when a ``changed_at`` function raises (reported once):
+        the core then measures from its own record, and the change is kept."""
         changed_at = self.changed_at
         if changed_at is None:
             return None
         if callable(changed_at) and not isinstance(changed_at, QueryableAttribute):
-            return _as_timestamp(changed_at(state.dict, old))
-        key = _key_of(changed_at)
-        # The value as loaded from the database, even if this transaction already set it anew.
-        value = state.committed_state.get(key, state.dict.get(key))
+            try:
+                value = changed_at(state.dict, old)
+            except Exception:
+                report_internal_error(f"the changed_at function of {self.attribute}")
+                return None
+        else:
+            key = _key_of(changed_at)
+            # The value as loaded from the database, even if this transaction already set it anew.
+            value = state.committed_state.get(key, state.dict.get(key))
         return _as_timestamp(value)
 
 
@@ -306,6 +345,19 @@ def _key_of(attribute: Attribute) -> str:
     return attribute if isinstance(attribute, str) else attribute.key
 
 
+def _follows(old: Any, last: Any) -> bool:
+    """Is ``old``, the loaded value an assignment replaces, the transaction's last assigned
+    value ``last``? It is the very object unless the row was loaded again since. A comparison
+    that cannot decide (``==`` raising, or without a truth value, as a numpy array's) keeps the
+    transaction's earlier changes: they are still committed with it."""
+    if old is last:
+        return True
+    try:
+        return bool(old == last)
+    except Exception:
+        return True
+
+
 def _as_timestamp(value: Any) -> clock.Timestamp | None:
     """A stored time: datetimes without a zone are UTC, as databases store them."""
     if isinstance(value, str):
@@ -317,6 +369,11 @@ def _as_timestamp(value: Any) -> clock.Timestamp | None:
         return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return value
+    if isinstance(value, Decimal):  # epoch seconds from a Numeric column
+        try:
+            return float(value)
+        except ValueError:  # a signalling NaN
+            return None
     return None
 
 

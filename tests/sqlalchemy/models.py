@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime, timezone
+from typing import Any
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import JSON, ForeignKey, PickleType, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -54,3 +55,37 @@ class Chore(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     status: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class Document(Base):
+    """A model whose status is a JSON column: a dict or a list is a raw status too."""
+
+    __tablename__ = "document"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[Any | None] = mapped_column(JSON(none_as_null=True), default=None)
+
+
+def _same_object(a: Any, b: Any) -> bool:
+    """How ``Oddity``'s columns tell a change at flush: a value's own ``==`` may raise or
+    have no truth value (a numpy array's), and SQLAlchemy would raise that into the commit."""
+    return a is b
+
+
+def _anything() -> PickleType:
+    return PickleType(comparator=_same_object)
+
+
+class Oddity(Base):
+    """A model whose every column the instrumentation reads holds any Python value (pickled):
+    the status, a run id, the names, the parent's id and the time of the last change."""
+
+    __tablename__ = "oddity"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[Any | None] = mapped_column(_anything(), default=None)
+    label: Mapped[Any | None] = mapped_column(_anything(), default=None)
+    name: Mapped[Any | None] = mapped_column(_anything(), default=None)
+    pipeline: Mapped[Any | None] = mapped_column(_anything(), default=None)
+    parent: Mapped[Any | None] = mapped_column(_anything(), default=None)
+    changed_at: Mapped[Any | None] = mapped_column(_anything(), default=None)
