@@ -10,6 +10,8 @@ as listening to a framework's own events.
 
 from __future__ import annotations
 
+import copy
+import importlib
 import logging
 import sys
 import threading
@@ -20,6 +22,7 @@ from typing import Any, Callable, Union
 import wrapt
 from opentelemetry.instrumentation.utils import unwrap
 
+from opentelemetry_instrumentation_execstatus.forking import after_fork_in_child
 from opentelemetry_instrumentation_execstatus.safety import report_internal_error
 
 _LOG = logging.getLogger(__name__)
@@ -106,8 +109,79 @@ class Patcher:
 
 def wrap(owner: Any, attribute: str, wrapper: Wrapper) -> Callable[[], None]:
     """Wrap ``owner.attribute`` with a wrapt ``wrapper``; returns what puts the original back."""
-    wrapt.wrap_function_wrapper(owner, attribute, wrapper)
+    wrapt.wrap_object(owner, attribute, _PatchedFunction, (wrapper, owner, attribute))
     return lambda: unwrap(owner, attribute)
+
+
+class _BoundPatchedFunction(wrapt.BoundFunctionWrapper):  # type: ignore[misc]
+    """``instance.method`` of a patched method pickles as a bound method does,
+    ``getattr(instance, name)`` with the instance by value, and ``Class.method`` as
+    ``getattr(Class, name)``; a deep copy is the method of a deep copy of the instance."""
+
+    def __reduce_ex__(self, protocol: int) -> tuple[Any, ...]:
+        return self.__reduce__()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        owner, attribute = self._self_parent._self_home
+        instance = self._self_instance
+        return _by_reference(owner if instance is None else instance, attribute)
+
+    def __copy__(self) -> _BoundPatchedFunction:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        instance = self._self_instance
+        if instance is None:
+            return self
+        return getattr(copy.deepcopy(instance, memo), self._self_parent._self_home[1])
+
+
+class _PatchedFunction(wrapt.FunctionWrapper):  # type: ignore[misc]
+    """A wrapt function wrapper that pickles and copies like the function it replaces.
+
+    wrapt's proxies refuse to be pickled or copied, which would break the host wherever it
+    pickles a patched function (multiprocessing, task queues) or copies an object holding one.
+    Bare Python pickles a function by reference and copying returns the function itself; so
+    does this. Unpickling looks the name up again: the wrapper while instrumented, the original
+    after ``uninstrument()``, and it needs nothing of this package (another process may lack it).
+    """
+
+    __bound_function_wrapper__ = _BoundPatchedFunction
+
+    def __init__(
+        self, wrapped: Callable[..., Any], wrapper: Wrapper, owner: Any, attribute: str
+    ) -> None:
+        super().__init__(wrapped, wrapper)
+        self._self_home = owner, attribute
+
+    def __reduce_ex__(self, protocol: int) -> tuple[Any, ...]:
+        return self.__reduce__()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _by_reference(*self._self_home)
+
+    def __copy__(self) -> _PatchedFunction:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> _PatchedFunction:
+        return self
+
+
+def _by_reference(owner: Any, attribute: str) -> tuple[Any, ...]:
+    """``getattr(owner, attribute)`` as a pickle reduce value; a module goes by its name."""
+    if isinstance(owner, ModuleType):
+        owner = _ModuleByName(owner.__name__)
+    return getattr, (owner, attribute)
+
+
+class _ModuleByName:
+    """A module for pickle, which refuses module objects: ``importlib.import_module(name)``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return importlib.import_module, (self.name,)
 
 
 def _resolve(module: ModuleType, target: str) -> tuple[Any, str]:
@@ -123,6 +197,17 @@ def _resolve(module: ModuleType, target: str) -> tuple[Any, str]:
 _active_patcher: Patcher | None = None
 _listening: set[str] = set()
 _listening_lock = threading.Lock()
+
+
+def _reset_locks_after_fork() -> None:
+    """A parent thread importing a module at fork may have held them: re-create both."""
+    global _listening_lock
+    _listening_lock = threading.Lock()
+    if _active_patcher is not None:
+        _active_patcher._lock = threading.Lock()
+
+
+after_fork_in_child(_reset_locks_after_fork)
 
 
 def _listen(module_name: str) -> None:

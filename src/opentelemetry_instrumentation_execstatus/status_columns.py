@@ -42,6 +42,7 @@ from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.state import InstanceState
 
 from opentelemetry_instrumentation_execstatus import clock, telemetry
+from opentelemetry_instrumentation_execstatus.forking import after_fork_in_child
 from opentelemetry_instrumentation_execstatus.normalize import to_enum, to_status
 from opentelemetry_instrumentation_execstatus.safety import guarded, report_internal_error
 from opentelemetry_instrumentation_execstatus.semconv import (
@@ -393,6 +394,14 @@ def _inside(transaction: SessionTransaction | None, rolled_back: SessionTransact
 # The instrumented columns; the session listeners are installed while there is one.
 _listening_columns: set[StatusColumn] = set()
 _listening_lock = threading.Lock()
+
+
+def _reset_lock_after_fork() -> None:
+    global _listening_lock
+    _listening_lock = threading.Lock()
+
+
+after_fork_in_child(_reset_lock_after_fork)
 
 
 def _touched(session: Session) -> dict[tuple[InstanceState, StatusColumn], None]:

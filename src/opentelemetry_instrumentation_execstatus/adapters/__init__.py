@@ -8,9 +8,11 @@ opentelemetry-python-contrib, each lives in its own module and is listed here.
 from __future__ import annotations
 
 import importlib.util
+import threading
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
+from opentelemetry_instrumentation_execstatus.forking import after_fork_in_child
 from opentelemetry_instrumentation_execstatus.patching import AnyPatch
 from opentelemetry_instrumentation_execstatus.telemetry import Telemetry
 
@@ -26,6 +28,14 @@ class Adapter(ABC):
 
     def __init__(self, telemetry: Telemetry) -> None:
         self._telemetry = telemetry
+        after_fork_in_child(self._after_fork)
+
+    def _after_fork(self) -> None:
+        """Re-create the adapter's locks in a forked child: one that a parent thread held at
+        fork would never be released there, and the child's next call would hang."""
+        for name, value in list(vars(self).items()):
+            if isinstance(value, _LOCK_TYPES):
+                setattr(self, name, type(value)())
 
     @classmethod
     def is_available(cls) -> bool:
@@ -35,6 +45,9 @@ class Adapter(ABC):
     @abstractmethod
     def patches(self) -> list[AnyPatch]:
         """What to wrap; each patch is applied when its module is imported."""
+
+
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
 
 
 def all_adapters() -> list[type[Adapter]]:

@@ -7,10 +7,14 @@ Where it hooks, and why there:
   ``set_execution_hooks``. Routine hooks pass through untouched, so the breakpoint gate that
   ``on_routine_start`` returns keeps its value.
 - ``Runtime._check_routine_activation`` sees every routine, including those triggered
-  downstream on the worker's event-loop thread, which get no routine hooks at all. It runs the
-  original with a proxy of the routine whose logic callable is observed, so a step is exactly
-  one execution of the routine's logic (an activation policy saying "not yet", or a breakpoint,
-  is no step) and its exception is seen before routilux logs and swallows it.
+  downstream on the worker's event-loop thread, which get no routine hooks at all. A step is
+  exactly one execution of the routine's logic (an activation policy saying "not yet", or a
+  breakpoint, is no step), its exception seen before routilux logs and swallows it. routilux
+  calls the logic as a local variable, fetched as ``routine._logic`` (else ``routine.logic``)
+  on entry; so the wrapper only notes the activation for its thread and runs the original
+  with the user's routine, and ``Routine._logic``, a data descriptor while instrumented,
+  answers that one fetch with the logic observed. Every other read gets the routine's own
+  value, and routilux, error handlers, hooks and policies get the routine itself.
 - ``WorkerManager.start_worker`` is the spawn; ``Runtime.shutdown`` is the drain.
 
 Status mapping: a posted job is ``queued`` until its first routine runs (so queue time is on
@@ -27,13 +31,14 @@ import threading
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Callable
 
 import wrapt
 
 from opentelemetry_instrumentation_execstatus import clock
 from opentelemetry_instrumentation_execstatus.adapters import Adapter
-from opentelemetry_instrumentation_execstatus.patching import Patch
+from opentelemetry_instrumentation_execstatus.patching import AnyPatch, OnImport, Patch
 from opentelemetry_instrumentation_execstatus.safety import guarded
 from opentelemetry_instrumentation_execstatus.semconv import (
     ExecutionLevel,
@@ -67,6 +72,7 @@ class _JobLedger:
     failed: bool = False
     last_step_end: clock.Instant | None = None
     worker_stopped: bool = False  # then the job ends as soon as its running steps have
+    running: bool = False  # its first step has started: the job is running
 
 
 @dataclass
@@ -87,9 +93,10 @@ class RoutiluxAdapter(Adapter):
         self._worker_ledgers: dict[str, _WorkerLedger] = {}
         self._step_ids = itertools.count()
         self._draining = threading.local()
+        self._pending = _PendingActivation()
         self._tee: _TeeHooks | None = None
 
-    def patches(self) -> list[Patch]:
+    def patches(self) -> list[AnyPatch]:
         return [
             Patch("routilux.core.hooks", "get_execution_hooks", self._wrap_get_execution_hooks),
             Patch(
@@ -97,6 +104,7 @@ class RoutiluxAdapter(Adapter):
                 "Runtime._check_routine_activation",
                 self._wrap_check_routine_activation,
             ),
+            OnImport("routilux.core.routine", self._observe_logic_fetch),
             Patch("routilux.core.runtime", "Runtime.shutdown", self._wrap_shutdown),
             Patch("routilux.core.manager", "WorkerManager.start_worker", self._wrap_start_worker),
         ]
@@ -115,12 +123,32 @@ class RoutiluxAdapter(Adapter):
     def _wrap_check_routine_activation(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict
     ) -> Any:
+        """Note the activation for this thread while the original runs, with its arguments."""
         try:
             routine, worker_state = _routine_and_worker_state(*args, **kwargs)
-            observed = _ObservedRoutine(routine, self, instance, worker_state)
         except Exception:
             return wrapped(*args, **kwargs)  # an unexpected call shape: leave it alone
-        return wrapped(observed, worker_state)
+        pending = self._pending
+        outer = pending.activation  # one whose logic is not fetched yet, should it run ours
+        pending.activation = _Activation(self, routine, instance, worker_state)
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            pending.activation = outer
+
+    def _observe_logic_fetch(self, module: ModuleType) -> Callable[[], None]:
+        """Make ``Routine._logic`` the descriptor that answers routilux's fetch of the logic."""
+        routine_class = module.Routine
+        if "_logic" in vars(routine_class):
+            raise RuntimeError("routilux's Routine._logic is no longer an instance attribute")
+        descriptor = _LogicAttribute(self._pending)
+        routine_class._logic = descriptor
+
+        def undo() -> None:
+            if vars(routine_class).get("_logic") is descriptor:
+                del routine_class._logic
+
+        return undo
 
     def _wrap_start_worker(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict
@@ -178,15 +206,19 @@ class RoutiluxAdapter(Adapter):
         step_key = ("routilux", "step", next(self._step_ids))
         with self._lock:
             ledger = self._jobs.get(job_id) if job_id else None
+            # Only an open job's first step makes it running: after its end, a step of the
+            # same job id would otherwise start it anew.
+            job_starts = ledger is not None and not ledger.running
             if ledger is not None:
                 ledger.running_steps += 1
+                ledger.running = True
             worker = self._worker_ledgers.get(worker_id)
             worker_became_busy = worker is not None and worker.running_steps == 0
             if worker is not None:
                 worker.running_steps += 1
         if worker_became_busy:
             self._workers.set_state(("routilux", worker_id), ROUTILUX, WorkerState.BUSY)
-        if job_id:
+        if job_starts:
             self._tracker.transition(
                 _job_key(job_id), ExecutionStatus.RUNNING,
                 orchestrator=ROUTILUX, level=ExecutionLevel.PIPELINE,
@@ -347,48 +379,84 @@ class _TeeHooks(wrapt.ObjectProxy):  # type: ignore[misc]
             self._self_adapter.on_job_end(*args, **kwargs)
 
 
-class _ObservedRoutine(wrapt.ObjectProxy):  # type: ignore[misc]
-    """A routine, for the length of one activation check, whose logic reports a step.
+class _Activation:
+    """One activation check of one routine: called in place of its logic, the call is a step."""
 
-    routilux resolves the logic as ``routine._logic`` or else ``routine.logic``; both are
-    answered with the real callable wrapped, everything else is the routine itself.
-    """
+    __slots__ = ("adapter", "logic", "routine", "runtime", "worker_state")
 
     def __init__(
-        self, routine: Any, adapter: RoutiluxAdapter, runtime: Any, worker_state: Any
+        self, adapter: RoutiluxAdapter, routine: Any, runtime: Any, worker_state: Any
     ) -> None:
-        super().__init__(routine)
-        self._self_adapter = adapter
-        self._self_runtime = runtime
-        self._self_worker_state = worker_state
+        self.adapter = adapter
+        self.routine = routine
+        self.runtime = runtime
+        self.worker_state = worker_state
+        self.logic: Callable[..., Any] | None = None
 
-    @property
-    def _logic(self) -> Any:
-        logic = self.__wrapped__._logic
-        return None if logic is None else self._self_observe(logic)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        adapter = self.adapter
+        step = adapter.step_started(self.routine, self.runtime, self.worker_state)
+        try:
+            result = self.logic(*args, **kwargs)  # type: ignore[misc]
+        except BaseException as error:
+            adapter.step_ended(step, error)
+            raise
+        adapter.step_ended(step, None)
+        return result
 
-    @property
-    def logic(self) -> Any:
-        return self._self_observe(self.__wrapped__.logic)
 
-    def _self_observe(self, logic: Callable[..., Any]) -> Callable[..., Any]:
-        adapter = self._self_adapter
-        routine = self.__wrapped__
-        runtime = self._self_runtime
-        worker_state = self._self_worker_state
+class _PendingActivation(threading.local):
+    """Per thread: the activation check whose logic routilux has not fetched yet."""
 
-        @wrapt.decorator
-        def observed(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-            step = adapter.step_started(routine, runtime, worker_state)
-            try:
-                result = wrapped(*args, **kwargs)
-            except BaseException as error:
-                adapter.step_ended(step, error)
-                raise
-            adapter.step_ended(step, None)
-            return result
+    activation: _Activation | None = None
 
-        return observed(logic)
+
+_NO_VALUE = object()
+
+
+class _LogicAttribute:
+    """``Routine._logic`` while instrumented: a data descriptor over the instance's own value.
+
+    The first read of a routine's ``_logic`` inside its activation check is routilux fetching
+    the logic it is about to call (nothing else runs before it but the ``_activation_policy``
+    read): that read gets the activation, which calls the logic as a step. It stands for
+    ``routine.logic`` too when ``_logic`` is None, as routilux would fall back to it. Every other
+    read, write and delete is the plain instance attribute's, and the instance dict keeps it.
+    """
+
+    def __init__(self, pending: _PendingActivation) -> None:
+        self._pending = pending
+
+    def __get__(self, routine: Any, owner: type | None = None) -> Any:
+        if routine is None:
+            return self
+        logic = routine.__dict__.get("_logic", _NO_VALUE)
+        activation = self._pending.activation
+        if activation is None or activation.routine is not routine:
+            if logic is _NO_VALUE:
+                raise _no_logic(routine)
+            return logic
+        self._pending.activation = None  # only routilux's fetch is answered
+        if logic is _NO_VALUE or logic is None:
+            logic = getattr(routine, "logic", None)
+            if not callable(logic):
+                return None
+        activation.logic = logic
+        return activation
+
+    def __set__(self, routine: Any, value: Any) -> None:
+        routine.__dict__["_logic"] = value
+
+    def __delete__(self, routine: Any) -> None:
+        try:
+            del routine.__dict__["_logic"]
+        except KeyError:
+            raise _no_logic(routine) from None
+
+
+def _no_logic(routine: Any) -> AttributeError:
+    """What reading or deleting a missing ``_logic`` raises without the descriptor."""
+    return AttributeError(f"{type(routine).__name__!r} object has no attribute '_logic'")
 
 
 def _routine_and_worker_state(routine: Any, worker_state: Any) -> tuple[Any, Any]:
