@@ -246,9 +246,9 @@ class ControlPlane:
 
 
 def main(run_id: str = "nightly-1") -> dict[str, str]:
-    """Run the nightly pipeline on three workers; the final status of each job. Each run needs
-    an id of its own: a status reported for an id that has already ended is taken as a late
-    event and dropped."""
+    """Run the nightly pipeline on three workers; the final status of each job. Each run has
+    an id of its own, which its spans carry as the run id (a run reported again under an id
+    that has ended would be a new execution too)."""
     control_plane = ControlPlane()
     control_plane.start()
     control_plane.submit(run_id, "nightly", JOBS)

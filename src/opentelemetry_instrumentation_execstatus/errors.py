@@ -23,9 +23,12 @@ EXCEPTION_STACKTRACE = "exception.stacktrace"
 
 
 def error_type_of(error: Any) -> str | None:
-    """``error.type``: an exception's qualified class name, or the given type string."""
-    if isinstance(error, BaseException):
-        cls = type(error)
+    """``error.type``: an exception's (or exception class's) qualified class name, or the
+    given type string."""
+    if isinstance(error, BaseException) or (
+        isinstance(error, type) and issubclass(error, BaseException)
+    ):
+        cls = error if isinstance(error, type) else type(error)
         module, name = clean_text(cls.__module__), clean_text(cls.__qualname__)
         if name is None:
             return None

@@ -90,3 +90,12 @@ def test_an_exception_that_cannot_be_printed_still_ends_its_span(instrument):
     assert span.attributes["error.type"] == "test_exceptions.Unprintable"
     assert event["exception.message"] == "<exception str() failed>"
     assert telemetry.current().tracker.in_flight_count() == 0
+
+
+def test_an_exception_class_as_error_is_its_type(instrument):
+    otel = instrument()
+    api.report_status("c", "running", name="c")
+    api.report_status("c", "failed", error=TimeoutError)
+    span, event = _exception_event(otel)
+    assert span.attributes["error.type"] == "TimeoutError"
+    assert event is None  # no instance: no message nor stack trace to report
