@@ -28,6 +28,7 @@ from opentelemetry_instrumentation_execstatus.adapters import all_adapters
 from opentelemetry_instrumentation_execstatus.config import ExecStatusConfig
 from opentelemetry_instrumentation_execstatus.package import _instruments
 from opentelemetry_instrumentation_execstatus.patching import Patcher
+from opentelemetry_instrumentation_execstatus.safety import report_internal_error
 from opentelemetry_instrumentation_execstatus.telemetry import Telemetry
 from opentelemetry_instrumentation_execstatus.version import __version__
 
@@ -53,13 +54,22 @@ class ExecStatusInstrumentor(BaseInstrumentor):
         if _disabled_by_environment():
             return
         config = ExecStatusConfig.load(kwargs)
-        live = Telemetry.create(config, kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
-        adapters = [
-            adapter_cls(live)
-            for adapter_cls in all_adapters()
-            if (config.orchestrators is None or adapter_cls.name in config.orchestrators)
-            and adapter_cls.is_available()
-        ]
+        try:
+            live = Telemetry.create(
+                config, kwargs.get("tracer_provider"), kwargs.get("meter_provider")
+            )
+            adapters = [
+                adapter_cls(live)
+                for adapter_cls in all_adapters()
+                if (config.orchestrators is None or adapter_cls.name in config.orchestrators)
+                and adapter_cls.is_available()
+            ]
+        except Exception:
+            # A provider that cannot hand out a tracer or an instrument: instrument nothing
+            # rather than raise into the application (or stop opentelemetry-instrument from
+            # loading the instrumentors after this one).
+            report_internal_error("ExecStatusInstrumentor.instrument")
+            return
         telemetry.activate(live)
         _end_in_flight_at_exit()
         self._patcher = Patcher([patch for adapter in adapters for patch in adapter.patches()])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+import functools
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Callable
 
 from opentelemetry.metrics import Meter
 
@@ -16,8 +19,28 @@ from opentelemetry_instrumentation_execstatus.semconv import (
     WorkerState,
 )
 
+Attributes = Mapping[str, str]
 
-@lru_cache(maxsize=1024)
+
+def cached_attributes(
+    maxsize: int,
+) -> Callable[[Callable[..., dict[str, str]]], Callable[..., Attributes]]:
+    """One read-only attribute mapping per label combination: no dict is built per record,
+    and an SDK plug-in that writes into the attributes it is handed cannot relabel every later
+    sample that shares them (its write raises, which costs only its own sample)."""
+
+    def decorate(build: Callable[..., dict[str, str]]) -> Callable[..., Attributes]:
+        @functools.lru_cache(maxsize=maxsize)
+        @functools.wraps(build)
+        def cached(*labels: object) -> Attributes:
+            return MappingProxyType(build(*labels))
+
+        return cached
+
+    return decorate
+
+
+@cached_attributes(maxsize=1024)
 def active_attributes(
     orchestrator: Orchestrator, level: ExecutionLevel, status: ExecutionStatus
 ) -> dict[str, str]:
@@ -29,7 +52,7 @@ def active_attributes(
     }
 
 
-@lru_cache(maxsize=128)
+@cached_attributes(maxsize=128)
 def worker_count_attributes(orchestrator: Orchestrator, state: WorkerState) -> dict[str, str]:
     """``execution.worker.count``'s attributes for one (orchestrator, state) key."""
     return {

@@ -40,7 +40,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Hashable
-from functools import lru_cache
 from typing import Any
 
 from opentelemetry import trace
@@ -56,7 +55,11 @@ from opentelemetry_instrumentation_execstatus.errors import (
     exception_attributes,
 )
 from opentelemetry_instrumentation_execstatus.forking import after_fork_in_child
-from opentelemetry_instrumentation_execstatus.instruments import Instruments
+from opentelemetry_instrumentation_execstatus.instruments import (
+    Attributes,
+    Instruments,
+    cached_attributes,
+)
 from opentelemetry_instrumentation_execstatus.normalize import (
     NameLimiter,
     clamp_seconds,
@@ -141,7 +144,7 @@ class _Execution:
         return (self.orchestrator, self.level, status)
 
 
-@lru_cache(maxsize=8192)
+@cached_attributes(maxsize=8192)
 def _transition_attributes(
     orchestrator: Orchestrator,
     level: ExecutionLevel,
@@ -150,7 +153,6 @@ def _transition_attributes(
     previous: ExecutionStatus,
     current: ExecutionStatus,
 ) -> dict[str, str]:
-    """One shared attribute dict per label combination, so no dict is built per record."""
     attributes = {
         semconv.EXECUTION_STATUS_FROM: previous.value,
         semconv.EXECUTION_STATUS_TO: current.value,
@@ -164,7 +166,7 @@ def _transition_attributes(
     return attributes
 
 
-@lru_cache(maxsize=256)
+@cached_attributes(maxsize=256)
 def _status_change_attributes(
     previous: ExecutionStatus | None, current: ExecutionStatus
 ) -> dict[str, str]:
@@ -550,7 +552,7 @@ class StatusTracker:
         if execution.span is not None:
             self._add_event(execution.span, _status_change_attributes(previous, current), at_ns)
 
-    def _add_event(self, span: Span, attributes: dict[str, str], at_ns: int) -> None:
+    def _add_event(self, span: Span, attributes: Attributes, at_ns: int) -> None:
         try:
             if span.is_recording():
                 span.add_event(
@@ -579,22 +581,22 @@ class StatusTracker:
     def _set_final_attributes(
         self, span: Span, level: ExecutionLevel, final: ExecutionStatus, at_ns: int, error: Any
     ) -> None:
-        result_key = (
-            semconv.CICD_PIPELINE_RESULT
-            if level is ExecutionLevel.PIPELINE
-            else semconv.CICD_PIPELINE_TASK_RUN_RESULT
-        )
+        # The error status first: should a later call raise, the span still says it failed.
+        error_type = (error_type_of(error) or final.value) if final.is_error else None
+        if error_type is not None:
+            span.set_status(Status(StatusCode.ERROR, error_type))
+            span.set_attribute(semconv.ERROR_TYPE, error_type)
         span.set_attribute(semconv.EXECUTION_STATUS, final.value)
         span.set_attribute(semconv.EXECUTION_CACHED, final is ExecutionStatus.CACHED)
         result = CICD_RESULT_BY_STATUS.get(final)
         if result is not None:
+            result_key = (
+                semconv.CICD_PIPELINE_RESULT
+                if level is ExecutionLevel.PIPELINE
+                else semconv.CICD_PIPELINE_TASK_RUN_RESULT
+            )
             span.set_attribute(result_key, result.value)
-        if not final.is_error:
-            return
-        error_type = error_type_of(error) or final.value
-        span.set_attribute(semconv.ERROR_TYPE, error_type)
-        span.set_status(Status(StatusCode.ERROR, error_type))
-        if isinstance(error, BaseException):
+        if error_type is not None and isinstance(error, BaseException):
             attributes = exception_attributes(error, error_type, self._config)
             if attributes is not None:
                 span.add_event(EXCEPTION_EVENT, attributes, timestamp=clock.to_wall_ns(at_ns))

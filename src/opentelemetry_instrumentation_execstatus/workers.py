@@ -22,14 +22,13 @@ import logging
 import threading
 from collections.abc import Hashable
 from enum import Enum
-from functools import lru_cache
 from typing import Any
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from opentelemetry_instrumentation_execstatus import semconv
 from opentelemetry_instrumentation_execstatus.forking import after_fork_in_child
-from opentelemetry_instrumentation_execstatus.instruments import Instruments
+from opentelemetry_instrumentation_execstatus.instruments import Instruments, cached_attributes
 from opentelemetry_instrumentation_execstatus.normalize import clamp_seconds, to_enum
 from opentelemetry_instrumentation_execstatus.safety import guarded
 from opentelemetry_instrumentation_execstatus.semconv import (
@@ -82,7 +81,7 @@ def _orchestrator(value: Any) -> Orchestrator:
     return to_enum(Orchestrator, value, Orchestrator.UNKNOWN)
 
 
-@lru_cache(maxsize=512)
+@cached_attributes(maxsize=512)
 def _spawn_attributes(
     orchestrator: Orchestrator, outcome: WorkerOutcome, reason: SpawnFailureReason | None
 ) -> dict[str, str]:
@@ -95,7 +94,7 @@ def _spawn_attributes(
     return attributes
 
 
-@lru_cache(maxsize=128)
+@cached_attributes(maxsize=128)
 def _health_attributes(orchestrator: Orchestrator, result: HealthResult) -> dict[str, str]:
     return {
         semconv.EXECUTION_WORKER_HEALTH_RESULT: result.value,
@@ -103,7 +102,7 @@ def _health_attributes(orchestrator: Orchestrator, result: HealthResult) -> dict
     }
 
 
-@lru_cache(maxsize=128)
+@cached_attributes(maxsize=128)
 def _drain_attributes(orchestrator: Orchestrator, outcome: WorkerOutcome) -> dict[str, str]:
     return {
         semconv.EXECUTION_WORKER_OUTCOME: outcome.value,
@@ -111,7 +110,7 @@ def _drain_attributes(orchestrator: Orchestrator, outcome: WorkerOutcome) -> dic
     }
 
 
-@lru_cache(maxsize=128)
+@cached_attributes(maxsize=128)
 def _orchestrator_attributes(orchestrator: Orchestrator) -> dict[str, str]:
     return {semconv.EXECUTION_ORCHESTRATOR: orchestrator.value}
 
