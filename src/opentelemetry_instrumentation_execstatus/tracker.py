@@ -28,9 +28,12 @@ made on its own, so one that raises costs only its own piece of telemetry. A spa
 even when recording the metrics failed, and an execution leaves the in-flight table even when
 ending its span failed.
 
-Reuse of an id: a non-final status for a key whose execution has ended starts a new execution,
-unless it happened (by its timestamp) before that end, in which case it is a late event of the
-ended one and dropped; a final status for an ended key is a duplicate and dropped.
+Out-of-order events: a non-final status stamped before the status the execution is in has
+been overtaken and is dropped (a final one still ends the execution, its duration clamped to
+0). Reuse of an id: a non-final status for a key whose execution has ended starts a new
+execution, unless it happened (by its timestamp) before that end, in which case it is a late
+event of the ended one and dropped; a final status for an ended key is a duplicate and
+dropped.
 """
 
 from __future__ import annotations
@@ -406,9 +409,10 @@ class StatusTracker:
             self._remember_ended(key, at_ns)
 
     def _remember_ended(self, key: Hashable, at_ns: int) -> None:
-        # Called with self._lock held.
+        # Called with self._lock held. An end stamped in the future (a clock running ahead)
+        # is remembered as now, or it would swallow a re-run reported until then.
         ended = self._ended
-        ended[key] = at_ns
+        ended[key] = min(at_ns, clock.now_ns())
         ended.move_to_end(key)
         if len(ended) > self._config.max_in_flight:
             ended.popitem(last=False)
@@ -475,6 +479,9 @@ class StatusTracker:
             return True
         if previous is current or previous.is_final:
             return False  # same canonical status, or a late event after the end
+        since = execution.since_ns
+        if since is not None and at_ns < since and not current.is_final:
+            return False  # an older event arriving late: the execution has moved past it
         self._change(execution, previous, current, at_ns, execution.since_ns)
         return True
 
