@@ -219,7 +219,8 @@ def check_child_pipeline(seen: dict[str, Any]) -> None:
 
 def reinstrumenting_child_pipeline() -> dict[str, Any]:
     """The child uninstruments and instruments again, on providers of its own: this takes the
-    locks of instrument creation (the observed counts' registry, the fork callbacks')."""
+    locks of instrument creation (the observed counts' registry, the fork callbacks') and of
+    removing patches (the active patcher's)."""
     ExecStatusInstrumentor().uninstrument()
     fresh = Telemetry()
     ExecStatusInstrumentor().instrument(
@@ -247,8 +248,10 @@ HELD_LOCKS: dict[str, Callable[[Any], Any]] = {
     "error log": lambda live: package_module("safety")._reported_lock,
     "counts registry": lambda live: package_module("counts")._BY_METER_LOCK,
     "fork callbacks": lambda live: package_module("forking")._callbacks_lock,
+    "active patcher": lambda live: package_module("patching")._active_patcher._lock,
 }
-REINSTRUMENTING = {"counts registry", "fork callbacks"}  # locks only instrument() takes
+# Locks only instrument() and uninstrument() take.
+REINSTRUMENTING = {"counts registry", "fork callbacks", "active patcher"}
 
 
 @pytest.mark.parametrize("which", list(HELD_LOCKS))

@@ -34,8 +34,9 @@ class Adapter(ABC):
         """Re-create the adapter's locks in a forked child: one that a parent thread held at
         fork would never be released there, and the child's next call would hang."""
         for name, value in list(vars(self).items()):
-            if isinstance(value, _LOCK_TYPES):
-                setattr(self, name, type(value)())
+            new_lock = _NEW_LOCKS.get(type(value))
+            if new_lock is not None:
+                setattr(self, name, new_lock())
 
     @classmethod
     def is_available(cls) -> bool:
@@ -47,7 +48,8 @@ class Adapter(ABC):
         """What to wrap; each patch is applied when its module is imported."""
 
 
-_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
+# What makes a new lock of each kind (the lock types themselves cannot be instantiated).
+_NEW_LOCKS = {type(threading.Lock()): threading.Lock, type(threading.RLock()): threading.RLock}
 
 
 def all_adapters() -> list[type[Adapter]]:

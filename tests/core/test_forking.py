@@ -1,0 +1,51 @@
+"""A forked child re-creates the locks of the adapters (every adapter inherits it)."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from opentelemetry_instrumentation_execstatus import telemetry
+from opentelemetry_instrumentation_execstatus.adapters import Adapter
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only: needs os.fork()")
+
+
+class _LockingAdapter(Adapter):
+    name = "locking"
+    top_module = "json"
+
+    def __init__(self, live: telemetry.Telemetry) -> None:
+        super().__init__(live)
+        self._lock = threading.Lock()
+        self._ledger_lock = threading.RLock()
+
+    def patches(self) -> list:
+        return []
+
+
+def test_an_adapters_locks_held_at_fork_are_free_in_the_child(instrument):
+    instrument()
+    adapter = _LockingAdapter(telemetry.current())
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with adapter._lock, adapter._ledger_lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: both locks must be free at once
+            free = adapter._lock.acquire(timeout=2) and adapter._ledger_lock.acquire(timeout=2)
+            os._exit(0 if free else 1)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        release.set()
+        holder.join(10)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child found an adapter lock held"
