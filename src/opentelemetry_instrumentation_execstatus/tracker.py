@@ -371,7 +371,10 @@ class StatusTracker:
         """``fresh`` in flight for ``key``, unless the key has ended and this change does not
         start a new execution; a racing creator for the same key wins. Executions pushed out
         by the in-flight cap end here."""
-        parent = self._in_flight.get(fresh.parent_key) if fresh.parent_key is not None else None
+        try:
+            parent = None if fresh.parent_key is None else self._in_flight.get(fresh.parent_key)
+        except Exception:  # a parent key that cannot be looked up (unhashable): no parent
+            fresh.parent_key = parent = None
         if fresh.pipeline_name is None and parent is not None:
             fresh.pipeline_name = parent.pipeline_name
         if self._config.names_on_metrics:

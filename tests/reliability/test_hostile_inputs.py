@@ -184,3 +184,13 @@ def test_instrument_options_with_a_hostile_value(otel, label):
         instrumentor.uninstrument()
     assert [span.name for span in otel.spans()] == ["o"]
     FIGURES.hostile_inputs += 1
+
+
+def test_a_parent_id_that_cannot_be_looked_up_is_no_parent(instrument):
+    otel = instrument()
+    ledger = ledger_for(otel)
+    api.report_status("orphan", "running", name="orphan", parent_id=["not", "hashable"])
+    api.report_status("orphan", "succeeded")
+    (span,) = otel.spans()
+    assert span.name == "orphan" and span.parent is None
+    settled(otel, ledger)
