@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Callable, Generic, TypeVar
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -24,7 +24,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry_instrumentation_execstatus.forking import after_fork_in_child
 
 K = TypeVar("K", bound=Hashable)
-Attributes = dict[str, str]
+Attributes = Mapping[str, str]
 
 
 class ObservedCounts(Generic[K]):
@@ -36,21 +36,16 @@ class ObservedCounts(Generic[K]):
         self._values: dict[K, int] = {}
         after_fork_in_child(self._after_fork)
 
-    def add(self, key: K, delta: int) -> None:
-        with self._lock:
-            self._values[key] = self._values.get(key, 0) + delta
-
     def move(self, leaving: K | None, entering: K | None) -> None:
         """One unit leaves ``leaving`` and enters ``entering`` (either may be None)."""
+        if leaving is None and entering is None:
+            return
         with self._lock:
             values = self._values
             if leaving is not None:
                 values[leaving] = values.get(leaving, 0) - 1
             if entering is not None:
                 values[entering] = values.get(entering, 0) + 1
-
-    def value(self, key: K) -> int:
-        return self._values.get(key, 0)
 
     def observe(self, _options: CallbackOptions | None = None) -> Iterable[Observation]:
         """The SDK's callback: every key ever counted, 0 included, so a series that emptied
