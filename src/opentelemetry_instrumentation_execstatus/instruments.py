@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Callable
 
 from opentelemetry.metrics import Meter
 
 from opentelemetry_instrumentation_execstatus import semconv
-from opentelemetry_instrumentation_execstatus.counts import observed_up_down_counter
+from opentelemetry_instrumentation_execstatus.counts import Attributes, observed_up_down_counter
 from opentelemetry_instrumentation_execstatus.semconv import (
     ExecutionLevel,
     ExecutionStatus,
@@ -18,9 +17,6 @@ from opentelemetry_instrumentation_execstatus.semconv import (
     Orchestrator,
     WorkerState,
 )
-
-Attributes = Mapping[str, str]
-
 
 def cached_attributes(
     maxsize: int,
