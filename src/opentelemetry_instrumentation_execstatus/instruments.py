@@ -18,6 +18,7 @@ from opentelemetry_instrumentation_execstatus.semconv import (
     WorkerState,
 )
 
+
 def cached_attributes(
     maxsize: int,
 ) -> Callable[[Callable[..., dict[str, str]]], Callable[..., Attributes]]:
