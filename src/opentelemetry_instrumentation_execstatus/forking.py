@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from types import MethodType
 from typing import Callable, Union
 
 from opentelemetry_instrumentation_execstatus.safety import report_internal_error
@@ -26,7 +27,7 @@ def after_fork_in_child(callback: Callable[[], None]) -> None:
     """Run ``callback`` in every forked child. A bound method is held weakly, so registering
     never keeps an uninstrumented tracker or recorder alive."""
     entry: _Callback = (
-        weakref.WeakMethod(callback) if hasattr(callback, "__self__") else callback  # type: ignore[arg-type]
+        weakref.WeakMethod(callback) if isinstance(callback, MethodType) else callback
     )
     with _callbacks_lock:
         _callbacks[:] = [known for known in _callbacks if _resolve(known) is not None]
