@@ -38,12 +38,13 @@ dropped.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, Callable
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -576,17 +577,18 @@ class StatusTracker:
     ) -> None:
         """End the span of an execution that has ended (and left the in-flight table)."""
         span = execution.span
-        if span is None:
-            return
-        try:
-            if span.is_recording():
-                self._set_final_attributes(span, execution.level, final, at_ns, error)
-        except Exception:
-            report_internal_error("setting a span's final attributes")
-        try:
-            span.end(end_time=clock.to_wall_ns(at_ns))
-        except Exception:
-            report_internal_error("ending a span")
+        if span is not None:
+            _end_span(
+                span,
+                at_ns,
+                functools.partial(
+                    self._set_final_attributes,
+                    level=execution.level,
+                    final=final,
+                    at_ns=at_ns,
+                    error=error,
+                ),
+            )
 
     def _set_final_attributes(
         self, span: Span, level: ExecutionLevel, final: ExecutionStatus, at_ns: int, error: Any
@@ -645,17 +647,8 @@ class StatusTracker:
     def _release(self, execution: _Execution, status: ExecutionStatus, at_ns: int) -> None:
         """End a persisted execution's span (if this process opened one) with its status."""
         span = execution.span
-        if span is None:
-            return
-        try:
-            if span.is_recording():
-                span.set_attribute(semconv.EXECUTION_STATUS, status.value)
-        except Exception:
-            report_internal_error("setting a span's final attributes")
-        try:
-            span.end(end_time=clock.to_wall_ns(at_ns))
-        except Exception:
-            report_internal_error("ending a span")
+        if span is not None:
+            _end_span(span, at_ns, functools.partial(_set_status, status=status))
 
     def _log_eviction(self) -> None:
         if not self._eviction_logged:
@@ -671,6 +664,24 @@ class StatusTracker:
         self._lock = threading.Lock()
         self._in_flight = {}
         self._ended = OrderedDict()
+
+
+def _end_span(span: Span, at_ns: int, describe: Callable[[Span], None]) -> None:
+    """``describe`` the span's end, then end it: a describing call that raises loses only the
+    rest of the description, never the end of the span."""
+    try:
+        if span.is_recording():
+            describe(span)
+    except Exception:
+        report_internal_error("setting a span's final attributes")
+    try:
+        span.end(end_time=clock.to_wall_ns(at_ns))
+    except Exception:
+        report_internal_error("ending a span")
+
+
+def _set_status(span: Span, status: ExecutionStatus) -> None:
+    span.set_attribute(semconv.EXECUTION_STATUS, status.value)
 
 
 def _starts_anew(

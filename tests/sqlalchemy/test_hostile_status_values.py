@@ -27,7 +27,6 @@ from opentelemetry_instrumentation_execstatus import telemetry
 from opentelemetry_instrumentation_execstatus.status_columns import (
     StatusColumn,
     _as_timestamp,
-    instrument_status_column,
 )
 
 MAP = {"QUEUED": "queued", "RUNNING": "running", "SUCCEEDED": "succeeded"}
@@ -35,20 +34,6 @@ LIFE = ("QUEUED", "RUNNING", "SUCCEEDED")
 VICTIM, BYSTANDER = "victim", "bystander"
 SURROGATE = os.fsdecode(b"job-\xff")  # a file name's undecodable byte: a lone surrogate
 NOW = object()  # stands for the time of the assignment (hostile values are never compared)
-
-
-@pytest.fixture
-def columns() -> Iterator[Callable[..., StatusColumn]]:
-    """Instrument columns for one test; their listeners are removed afterwards."""
-    made: list[StatusColumn] = []
-
-    def _instrument(status: Any, **options: Any) -> StatusColumn:
-        made.append(instrument_status_column(status, **options))
-        return made[-1]
-
-    yield _instrument
-    for column in made:
-        column.remove()
 
 
 def _events(span: Any) -> list[tuple[str | None, str]]:

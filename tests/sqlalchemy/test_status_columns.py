@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -17,24 +16,9 @@ from support import Telemetry
 from opentelemetry_instrumentation_execstatus import status_columns, telemetry
 from opentelemetry_instrumentation_execstatus.status_columns import (
     StatusColumn,
-    instrument_status_column,
 )
 
 PAUSE = 0.05
-
-
-@pytest.fixture
-def columns() -> Iterator[Callable[..., StatusColumn]]:
-    """Instrument columns for one test; their listeners are removed afterwards."""
-    made: list[StatusColumn] = []
-
-    def _instrument(status: Any, **options: Any) -> StatusColumn:
-        made.append(instrument_status_column(status, **options))
-        return made[-1]
-
-    yield _instrument
-    for column in made:
-        column.remove()
 
 
 @pytest.fixture
