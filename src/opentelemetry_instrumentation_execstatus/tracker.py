@@ -312,6 +312,14 @@ class StatusTracker:
             stored_since = None if previous_since is None else clock.from_timestamp(previous_since)
             execution = self._in_flight.get(key)  # lock-free: a dict read is atomic
             if execution is None:
+                # A late or duplicate event of an ended execution is dropped before anything
+                # is built for it (nor its names admitted to the metrics); ``_create`` checks
+                # again under the lock.
+                ended_at = self._ended.get(key)
+                if ended_at is not None and not _starts_anew(
+                    bool(persisted), current, at_ns, stored, ended_at
+                ):
+                    return
                 execution = self._create(
                     key,
                     current,
@@ -486,7 +494,7 @@ class StatusTracker:
         since = execution.since_ns
         if since is not None and at_ns < since and not current.is_final:
             return False  # an older event arriving late: the execution has moved past it
-        self._change(execution, previous, current, at_ns, execution.since_ns)
+        self._change(execution, previous, current, at_ns, since)
         return True
 
     def _apply_persisted(

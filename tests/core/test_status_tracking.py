@@ -332,3 +332,18 @@ def test_uninstrument_ends_what_is_in_flight_as_cancelled(otel):
     assert set(otel.sums("execution.active").values()) == {0}
     api.report_status("u/a", "succeeded")  # a thread still finishing: nothing more recorded
     assert len(otel.spans()) == 3
+
+
+def test_a_late_event_admits_no_name_to_the_metrics(instrument):
+    """Dropped events must not use up the name-cardinality budget of real executions."""
+    otel = instrument(name_cardinality_limit=2)
+    before = datetime.now(timezone.utc)
+    api.report_status("a", "running", name="first")
+    api.report_status("a", "succeeded")
+    api.report_status("a", "running", name="intruder", timestamp=before)  # late: dropped
+    api.report_status("b", "running", name="second")
+    api.report_status("b", "succeeded")
+    assert set(otel.transition_counts(cicd_pipeline_task_name="second")) == {
+        ("running", "succeeded")
+    }
+    assert not otel.transition_counts(cicd_pipeline_task_name="_OTHER")

@@ -79,13 +79,24 @@ def test_report_status_with_one_hostile_argument(instrument, argument, label):
     assert ordinary <= set(names), f"ordinary spans lost: {sorted(ordinary - set(names))}"
     assert names.count("RUN nightly") == ORDINARY
     others = [span for span in otel.spans() if span.name not in ordinary | {"RUN nightly"}]
-    assert len(others) <= 1, [span.name for span in others]  # the hostile one, or dropped
+    # The hostile execution is there, unless its very id cannot be a key (then it is dropped
+    # as a whole); any other hostile argument is cleaned or left out, never a lost execution.
+    expected = 0 if argument == "execution_id" and not _hashable(HOSTILE[label]) else 1
+    assert len(others) == expected, [span.name for span in others]
     for span in others:
         _clean(span)
     settled(otel, ledger)
     FIGURES.hostile_inputs += 1
     FIGURES.executions += 2 * ORDINARY + 1
     FIGURES.spans(2 * ORDINARY, len(names) - len(others))
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except Exception:
+        return False
+    return True
 
 
 def _clean(span: Any) -> None:
