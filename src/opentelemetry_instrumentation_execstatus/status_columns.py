@@ -19,10 +19,10 @@ core, with no change to those code paths and no extra query:
 - Whatever a row holds, it affects that change of that row only. A column may hold anything
   (a JSON column's dict, a pickled array whose ``==`` has no truth value), and a listener that
   raised would lose the change and, since the value stays in the row, the row's next change
-  too, leaving it in flight for good. So reading a status, a time or a parent never raises: a
-  status the map cannot look up is ``unknown``, like any unmapped one; a time or parent that
-  cannot be read is absent; a comparison that cannot decide keeps the change. Values are
-  handed to the core as they are, and the core cleans them (timestamps, text).
+  too, leaving it in flight for good. So reading a status or a time never raises: a status the
+  map cannot look up is ``unknown``, like any unmapped one; a time that cannot be read is
+  absent; a comparison that cannot decide keeps the change. Values are handed to the core as
+  they are, and the core cleans them (timestamps, text; a parent that cannot be a key is none).
 """
 
 from __future__ import annotations
@@ -230,26 +230,16 @@ class StatusColumn:
             run_id = loaded.get(self.id_key)
         else:
             run_id = identity[0] if len(identity) == 1 else "/".join(map(str, identity))
+        # A parent value that cannot be a key (a JSON column's list) is no parent: the core
+        # keeps the row's execution, without one.
+        parent = loaded.get(self.parent_key) if self.parent_key else None
         return _Facts(
             key=("sqlalchemy", self._table, identity),
             run_id=run_id,
             name=loaded.get(self.name_key) if self.name_key else None,
             pipeline=loaded.get(self.pipeline_key) if self.pipeline_key else None,
-            parent_key=self._parent_of(loaded.get(self.parent_key) if self.parent_key else None),
+            parent_key=None if parent is None else ("sqlalchemy", self._parent_table, (parent,)),
         )
-
-    def _parent_of(self, parent: Any) -> tuple[str, str, tuple[Any, ...]] | None:
-        """The parent execution's key, or None: also when the parent column's value cannot be
-        a key (unhashable, as a JSON column's list, or a ``__hash__`` that raises), since the
-        core looks keys up in a dict, and would drop every change that names it."""
-        if parent is None:
-            return None
-        key = ("sqlalchemy", self._parent_table, (parent,))
-        try:
-            hash(key)
-        except Exception:
-            return None
-        return key
 
     def _drop(self, state: InstanceState, rolled_back: SessionTransaction) -> bool:
         """Forget the changes made inside ``rolled_back``; True if none are left."""

@@ -208,17 +208,17 @@ class WorkerRecorder:
             new_state = _state(state)
             if new_state is None:
                 return
-        which = _orchestrator(orchestrator)
+        counted = None if new_state is None else (_orchestrator(orchestrator), new_state)
         with self._lock:
             previous = self._workers.get(worker_key)
-            if new_state is None:
+            if counted is None:
                 self._workers.pop(worker_key, None)
             elif previous is None and len(self._workers) >= self._max_workers:
                 return  # beyond the cap a new worker is not counted rather than grow state
             else:
-                self._workers[worker_key] = (which, new_state)
-            if previous != (which, new_state):
-                self._count.move(previous, None if new_state is None else (which, new_state))
+                self._workers[worker_key] = counted
+            if previous != counted:
+                self._count.move(previous, counted)
 
     def close(self) -> None:
         """At ``uninstrument()``: the workers are no longer followed, so none is counted, and
