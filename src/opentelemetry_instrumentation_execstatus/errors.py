@@ -14,7 +14,7 @@ import traceback
 from typing import Any
 
 from opentelemetry_instrumentation_execstatus.config import ExceptionDetail, ExecStatusConfig
-from opentelemetry_instrumentation_execstatus.normalize import bounded_text, clean_text
+from opentelemetry_instrumentation_execstatus.normalize import as_text, bounded_text, clean_text
 
 EXCEPTION_EVENT = "exception"
 EXCEPTION_TYPE = "exception.type"
@@ -54,11 +54,8 @@ def exception_attributes(
 
 
 def _message(error: BaseException) -> str:
-    try:
-        text = str(error)
-    except Exception:
-        return "<exception str() failed>"
-    return str.__str__(text) if isinstance(text, str) else "<exception str() failed>"
+    text = as_text(error)
+    return "<exception str() failed>" if text is None else text
 
 
 def _stacktrace(error: BaseException) -> str:

@@ -81,7 +81,7 @@ REPLACEMENT = "\ufffd"
 TRUNCATED = "\u2026"  # what stands for the cut part of a bounded text
 
 
-def _as_str(value: Any) -> str | None:
+def as_text(value: Any) -> str | None:
     """``value`` as a plain ``str``, or None when it has no usable text.
 
     A ``str`` subclass is copied without calling its own methods; bytes are decoded as UTF-8
@@ -115,7 +115,7 @@ def clean_text(value: Any, limit: int = MAX_NAME_LENGTH) -> str | None:
     (None, blank, or a value with no usable text). Never raises."""
     if value is None:
         return None
-    text = _as_str(value)
+    text = as_text(value)
     if text is None:
         return None
     text = text.strip()
