@@ -97,7 +97,6 @@ def main() -> None:
         long_ids["id_bytes"] = args.id_bytes
 
     tracker = live.tracker
-    ended_count = getattr(tracker, "ended_count", None)  # a version without it: reported None
     histogram = [
         point.count
         for resource in reader.get_metrics_data().resource_metrics
@@ -115,7 +114,7 @@ def main() -> None:
                 "rss_before": rss_before,
                 "rss_after": rss_after,
                 "in_flight": tracker.in_flight_count(),
-                "ended_keys": None if ended_count is None else ended_count(),
+                "ended_keys": tracker.ended_count(),
                 "max_in_flight": live.config.max_in_flight,
                 "spans_started": processor.started,
                 "spans_ended": processor.ended,
