@@ -16,7 +16,6 @@ through the public API in ``opentelemetry_instrumentation_execstatus.api``.
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 from collections.abc import Collection
 from typing import Any
@@ -25,6 +24,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from opentelemetry_instrumentation_execstatus import telemetry
 from opentelemetry_instrumentation_execstatus.adapters import all_adapters
+from opentelemetry_instrumentation_execstatus.adapters.base import enabled_adapters
 from opentelemetry_instrumentation_execstatus.config import ExecStatusConfig
 from opentelemetry_instrumentation_execstatus.package import _instruments
 from opentelemetry_instrumentation_execstatus.patching import Patcher
@@ -32,7 +32,6 @@ from opentelemetry_instrumentation_execstatus.safety import report_internal_erro
 from opentelemetry_instrumentation_execstatus.telemetry import Telemetry
 from opentelemetry_instrumentation_execstatus.version import __version__
 
-_LOG = logging.getLogger(__name__)
 
 ENTRY_POINT_NAME = "execstatus"
 
@@ -60,9 +59,7 @@ class ExecStatusInstrumentor(BaseInstrumentor):
             )
             adapters = [
                 adapter_cls(live)
-                for adapter_cls in all_adapters()
-                if (config.orchestrators is None or adapter_cls.name in config.orchestrators)
-                and adapter_cls.is_available()
+                for adapter_cls in enabled_adapters(all_adapters(), config.orchestrators)
             ]
         except Exception:
             # A provider that cannot hand out a tracer or an instrument: instrument nothing

@@ -38,6 +38,7 @@ from typing import Any
 
 from opentelemetry_instrumentation_execstatus import telemetry
 from opentelemetry_instrumentation_execstatus.clock import Timestamp
+from opentelemetry_instrumentation_execstatus.identity import Identity
 from opentelemetry_instrumentation_execstatus.semconv import (
     ExecutionLevel,
     ExecutionStatus,
@@ -130,16 +131,19 @@ def report_status(
     live.tracker.transition(
         key,
         status,
-        orchestrator=API,
-        level=level,  # type: ignore[arg-type]
-        name=name,
-        pipeline_name=pipeline,
-        parent_key=parent_key,
-        run_id=run_id if run_id is not None else execution_id,
-        attempt=attempt,
-        correlation_id=correlation_id,
+        Identity(
+            API,
+            level,  # type: ignore[arg-type]
+            name=name,
+            pipeline=pipeline,
+            run_id=run_id if run_id is not None else execution_id,
+            attempt=attempt,
+            parent=parent_key,
+            correlation_id=correlation_id,
+        ),
         timestamp=timestamp,
-        error=error,
+        error=error if isinstance(error, BaseException) else None,
+        error_type=None if isinstance(error, BaseException) else error,
     )
 
 

@@ -41,6 +41,7 @@ from sqlalchemy.orm.attributes import QueryableAttribute
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.state import InstanceState
 
+from opentelemetry_instrumentation_execstatus.identity import Identity
 from opentelemetry_instrumentation_execstatus import clock, telemetry
 from opentelemetry_instrumentation_execstatus.forking import after_fork_in_child
 from opentelemetry_instrumentation_execstatus.normalize import to_enum, to_status
@@ -210,12 +211,14 @@ class StatusColumn:
             live.tracker.transition(
                 facts.key,
                 change.status,
-                orchestrator=self.orchestrator,
-                level=self.level,
-                name=facts.name,
-                pipeline_name=facts.pipeline,
-                parent_key=facts.parent_key,
-                run_id=facts.run_id,
+                Identity(
+                    self.orchestrator,
+                    self.level,
+                    name=facts.name,
+                    pipeline=facts.pipeline,
+                    run_id=facts.run_id,
+                    parent=facts.parent_key,
+                ),
                 persisted=True,
                 timestamp=change.at,
                 previous_status=change.previous,

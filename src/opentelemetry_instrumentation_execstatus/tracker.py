@@ -59,6 +59,7 @@ from opentelemetry_instrumentation_execstatus.errors import (
     exception_attributes,
 )
 from opentelemetry_instrumentation_execstatus.forking import after_fork_in_child
+from opentelemetry_instrumentation_execstatus.identity import Identity
 from opentelemetry_instrumentation_execstatus.instruments import (
     Attributes,
     Instruments,
@@ -269,36 +270,32 @@ class StatusTracker:
         self,
         key: Hashable,
         status: Any,
+        identity: Identity,
         *,
-        orchestrator: Orchestrator,
-        level: ExecutionLevel,
-        name: Any = None,
-        pipeline_name: Any = None,
-        parent_key: Hashable | None = None,
         parent_context: Context | None = None,
-        run_id: Any = None,
-        attempt: Any = None,
-        correlation_id: Any = None,
         emit_span: bool = True,
         persisted: bool = False,
         timestamp: clock.Timestamp | None = None,
         previous_status: Any = None,
         previous_since: clock.Timestamp | None = None,
-        error: Any = None,
+        error: BaseException | None = None,
+        error_type: Any = None,
     ) -> None:
         """Record that execution ``key`` is now in ``status``.
 
         ``key`` identifies the execution among all orchestrators (adapters prefix theirs).
-        Identity arguments (name, parent, run and correlation ids, ``emit_span``,
-        ``persisted``...) are read on the first observed status only. ``status`` is a canonical
-        status or its string; anything else is ``unknown``. ``emit_span=False`` keeps the
-        metrics but starts no span (for work the orchestrator already traces itself); the
-        histogram is then recorded in the current context, so its exemplars still lead to the
-        orchestrator's span. ``timestamp`` is the orchestrator's own time of the change, when it
-        has one (unreadable or outside the sane range: now). ``previous_status`` and
-        ``previous_since`` are, for a persisted execution, what its database says it was in
-        before this change and since when (either may be None). ``error`` (an exception or an
-        error type name) is reported on a failed final status.
+        ``identity`` (name, pipeline, run id, attempt, parent...), ``parent_context``,
+        ``emit_span`` and ``persisted`` are read on the first observed status only.
+        ``status`` is a canonical status or its string; anything else is ``unknown``.
+        ``emit_span=False`` keeps the metrics but starts no span (for work the orchestrator
+        already traces itself); the histogram is then recorded in the current context, so its
+        exemplars still lead to the orchestrator's span. ``timestamp`` is the orchestrator's own
+        time of the change, when it has one (unreadable or outside the sane range: now).
+        ``previous_status`` and ``previous_since`` are, for a persisted execution, what its
+        database says it was in before this change and since when (either may be None).
+        On a failed final status, ``error`` (the exception) gives ``error.type`` and the
+        exception event; ``error_type`` (a type name or an exception class) gives
+        ``error.type`` when there is no exception to report, or overrides its class.
         Never raises: an error of its own is logged once and the change is dropped.
         """
         try:
@@ -326,15 +323,15 @@ class StatusTracker:
                     at_ns,
                     stored,
                     _Execution(
-                        to_enum(Orchestrator, orchestrator, Orchestrator.UNKNOWN),
-                        to_enum(ExecutionLevel, level, ExecutionLevel.STEP),
-                        clean_text(name),
-                        clean_text(pipeline_name),
-                        clean_text(run_id),
-                        _attempt(attempt),
-                        clean_text(correlation_id),
+                        to_enum(Orchestrator, identity.orchestrator, Orchestrator.UNKNOWN),
+                        to_enum(ExecutionLevel, identity.level, ExecutionLevel.STEP),
+                        clean_text(identity.name),
+                        clean_text(identity.pipeline),
+                        clean_text(identity.run_id),
+                        _attempt(identity.attempt),
+                        clean_text(identity.correlation_id),
                         bool(emit_span),
-                        parent_key,
+                        identity.parent,
                         bool(persisted),
                     ),
                 )
@@ -363,7 +360,7 @@ class StatusTracker:
                     return
                 execution.ended = True
             self._forget(key, execution, at_ns)
-            self._finish(execution, current, at_ns, error)
+            self._finish(execution, current, at_ns, error, error_type)
         except Exception:
             report_internal_error("StatusTracker.transition")
 
@@ -581,7 +578,12 @@ class StatusTracker:
             report_internal_error("adding a span event")
 
     def _finish(
-        self, execution: _Execution, final: ExecutionStatus, at_ns: int, error: Any
+        self,
+        execution: _Execution,
+        final: ExecutionStatus,
+        at_ns: int,
+        error: BaseException | None,
+        error_type: Any = None,
     ) -> None:
         """End the span of an execution that has ended (and left the in-flight table)."""
         span = execution.span
@@ -595,14 +597,22 @@ class StatusTracker:
                     final=final,
                     at_ns=at_ns,
                     error=error,
+                    error_type=error_type,
                 ),
             )
 
     def _set_final_attributes(
-        self, span: Span, level: ExecutionLevel, final: ExecutionStatus, at_ns: int, error: Any
+        self,
+        span: Span,
+        level: ExecutionLevel,
+        final: ExecutionStatus,
+        at_ns: int,
+        error: BaseException | None,
+        error_type: Any,
     ) -> None:
         # The error status first: should a later call raise, the span still says it failed.
-        error_type = (error_type_of(error) or final.value) if final.is_error else None
+        if final.is_error:
+            error_type = error_type_of(error_type) or error_type_of(error) or final.value
         if error_type is not None:
             span.set_status(Status(StatusCode.ERROR, error_type))
             span.set_attribute(semconv.ERROR_TYPE, error_type)

@@ -9,13 +9,16 @@ import pytest
 
 from opentelemetry_instrumentation_execstatus import telemetry
 from opentelemetry_instrumentation_execstatus.adapters import Adapter
+from opentelemetry_instrumentation_execstatus.semconv import Orchestrator
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only: needs os.fork()")
 
 
 class _LockingAdapter(Adapter):
     name = "locking"
+    orchestrator = Orchestrator.UNKNOWN
     top_module = "json"
+    distribution = None
 
     def __init__(self, live: telemetry.Telemetry) -> None:
         super().__init__(live)

@@ -11,6 +11,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import StatusCode
 
 from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor, api, telemetry
+from opentelemetry_instrumentation_execstatus.identity import Identity
 
 
 def test_pipeline_and_step_spans_with_status_events_and_parentage(instrument):
@@ -301,19 +302,18 @@ def test_work_the_orchestrator_traces_itself_gets_metrics_but_no_span(instrument
     otel = instrument()
     tracker = telemetry.current().tracker
     # A traced parent of ours: the untraced child's exemplar must not lead to it.
-    tracker.transition("run", "running", orchestrator="loom", level="pipeline", name="p")
+    tracker.transition("run", "running", Identity("loom", "pipeline", name="p"))
     tracer = otel.tracer_provider.get_tracer("orchestrator")
     with tracer.start_as_current_span("step:load") as own_span:
         for status in ("running", "succeeded"):
             tracker.transition(
-                "k", status, orchestrator="loom", level="step", name="load",
-                parent_key="run", emit_span=False,
-            )  # fmt: skip
+                "k", status, Identity("loom", "step", name="load", parent="run"), emit_span=False
+            )
     assert [s.name for s in otel.spans()] == ["step:load"]
     (point,) = otel.points("execution.status_transition.duration")
     assert dict(point.attributes)["cicd.pipeline.task.name"] == "load"
     assert [e.span_id for e in point.exemplars] == [own_span.get_span_context().span_id]
-    tracker.transition("run", "succeeded", orchestrator="loom", level="pipeline")
+    tracker.transition("run", "succeeded", Identity("loom", "pipeline"))
     assert tracker.in_flight_count() == 0
 
 

@@ -86,7 +86,10 @@ _CALLS: ContextVar[_Call | None] = ContextVar("execstatus_loom_call", default=No
 
 class LoomAdapter(Adapter):
     name = "loom"
+    orchestrator = Orchestrator.LOOM
     top_module = "loom"
+    distribution = "loom-kernel"
+    supported = ">= 9.0, < 10"
 
     def __init__(self, telemetry: Any) -> None:
         super().__init__(telemetry)

@@ -45,7 +45,10 @@ ORCAPOD = Orchestrator.ORCAPOD
 
 class OrcapodAdapter(Adapter):
     name = "orcapod"
+    orchestrator = Orchestrator.ORCAPOD
     top_module = "orcapod"
+    distribution = "orcapod"
+    supported = ">= 0.1.4, < 0.2"
 
     def __init__(self, telemetry: Any) -> None:
         super().__init__(telemetry)

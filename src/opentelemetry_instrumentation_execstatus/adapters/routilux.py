@@ -82,7 +82,10 @@ class _WorkerLedger:
 
 class RoutiluxAdapter(Adapter):
     name = "routilux"
+    orchestrator = Orchestrator.ROUTILUX
     top_module = "routilux"
+    distribution = "routilux"
+    supported = ">= 1.1, < 1.2"
 
     def __init__(self, telemetry: Any) -> None:
         super().__init__(telemetry)

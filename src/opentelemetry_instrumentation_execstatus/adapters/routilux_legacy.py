@@ -49,8 +49,11 @@ def legacy_status(value: Any) -> ExecutionStatus:
 
 
 class RoutiluxLegacyAdapter(Adapter):
-    name = "routilux"
+    name = "routilux-legacy"
+    orchestrator = Orchestrator.ROUTILUX
     top_module = "routilux"
+    distribution = "routilux"
+    supported = ">= 0.10, < 0.11"
 
     def __init__(self, telemetry: Any) -> None:
         super().__init__(telemetry)

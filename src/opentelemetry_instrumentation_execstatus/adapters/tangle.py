@@ -193,7 +193,9 @@ def instrument_launchers(module: ModuleType) -> Callable[[], None]:
 
 class TangleAdapter(Adapter):
     name = "tangle"
+    orchestrator = Orchestrator.TANGLE
     top_module = "cloud_pipelines_backend"
+    distribution = None  # Tangle is not published as a distribution
 
     def patches(self) -> list[AnyPatch]:
         return [
