@@ -32,7 +32,6 @@ from opentelemetry_instrumentation_execstatus.safety import report_internal_erro
 from opentelemetry_instrumentation_execstatus.telemetry import Telemetry
 from opentelemetry_instrumentation_execstatus.version import __version__
 
-
 ENTRY_POINT_NAME = "execstatus"
 
 

@@ -41,9 +41,9 @@ from sqlalchemy.orm.attributes import QueryableAttribute
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.state import InstanceState
 
-from opentelemetry_instrumentation_execstatus.identity import Identity
 from opentelemetry_instrumentation_execstatus import clock, telemetry
 from opentelemetry_instrumentation_execstatus.forking import after_fork_in_child
+from opentelemetry_instrumentation_execstatus.identity import Identity
 from opentelemetry_instrumentation_execstatus.normalize import to_enum, to_status
 from opentelemetry_instrumentation_execstatus.safety import guarded, report_internal_error
 from opentelemetry_instrumentation_execstatus.semconv import (

@@ -18,23 +18,26 @@ import importlib.metadata
 import importlib.util
 import logging
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from opentelemetry_instrumentation_execstatus import tracing
+from opentelemetry_instrumentation_execstatus.adapters.calls import observe_call
 from opentelemetry_instrumentation_execstatus.adapters.outcomes import outcome_of, reported_error
 from opentelemetry_instrumentation_execstatus.clock import Timestamp
 from opentelemetry_instrumentation_execstatus.forking import after_fork_in_child
 from opentelemetry_instrumentation_execstatus.identity import Identity
-from opentelemetry_instrumentation_execstatus.patching import AnyPatch
+from opentelemetry_instrumentation_execstatus.patching import AnyPatch, Wrapper
 from opentelemetry_instrumentation_execstatus.semconv import (
     ExecutionLevel,
     ExecutionStatus,
     Orchestrator,
+    SpawnFailureReason,
 )
 from opentelemetry_instrumentation_execstatus.telemetry import Telemetry
 from opentelemetry_instrumentation_execstatus.workers import WorkerRecorder
@@ -65,6 +68,54 @@ class AdapterWorkers:
 
     def set_state(self, worker_key: Hashable, state: Any) -> None:
         self._recorder.set_state(worker_key, self._orchestrator, state)
+
+    # Wrappers for framework calls that are a worker operation. The interrupt rule for
+    # workers: an interrupted spawn is a failure (``context_canceled``): no worker is known to
+    # have started; an interrupted health check gave no verdict and is not counted; an
+    # interrupted drain is a failure with no duration, as the worker may still hold work.
+
+    def spawn_call(self, reason_of: Callable[[Exception], Any] | None = None) -> Wrapper:
+        """Each call is a spawn: it returned, ``success``; it raised, ``failure`` with the
+        reason ``reason_of(error)`` gives (``unknown`` without one)."""
+
+        def failed(_state: Any, error: BaseException) -> None:
+            if isinstance(error, Exception):
+                self.spawn(False, None if reason_of is None else reason_of(error))
+            else:
+                self.spawn(False, SpawnFailureReason.CONTEXT_CANCELED)
+
+        return observe_call(
+            on_call=self._observed,
+            on_success=lambda _state, _result: self.spawn(True),
+            on_error=failed,
+            name=f"{self._orchestrator.value} worker spawn",
+        )
+
+    def health_check_call(self) -> Wrapper:
+        """Each call is a health check: it returned, ``pass``; it raised, ``fail``."""
+        return observe_call(
+            on_call=self._observed,
+            on_success=lambda _state, _result: self.health_check(True),
+            on_error=lambda _state, error: self.health_check(
+                False, cancelled=not isinstance(error, Exception)
+            ),
+            name=f"{self._orchestrator.value} worker health check",
+        )
+
+    def drain_call(self, *, timed: bool = True) -> Wrapper:
+        """Each call is a drain: it returned, ``success`` (with its duration when ``timed``:
+        only when the call's return means the worker has drained); it raised, ``failure``."""
+        return observe_call(
+            on_call=lambda _instance, _args, _kwargs: None if self.is_off() else time.monotonic(),
+            on_success=lambda started, _result: self.drain(
+                True, time.monotonic() - started if timed else None
+            ),
+            on_error=lambda _started, _error: self.drain(False),
+            name=f"{self._orchestrator.value} worker drain",
+        )
+
+    def _observed(self, _instance: Any, _args: tuple, _kwargs: dict) -> bool | None:
+        return None if self.is_off() else True
 
 
 class Adapter(ABC):
