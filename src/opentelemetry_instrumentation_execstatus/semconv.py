@@ -10,6 +10,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import Final
 
+from opentelemetry.semconv._incubating.attributes import cicd_attributes
+from opentelemetry.semconv.attributes import error_attributes
+
 
 class ExecutionStatus(str, Enum):
     """Canonical status of an execution (pipeline run, stage, step or item)."""
@@ -113,9 +116,9 @@ class HealthResult(str, Enum):
 class WorkerState(str, Enum):
     """``cicd.worker.state`` values of the OpenTelemetry CI/CD conventions."""
 
-    AVAILABLE = "available"
-    BUSY = "busy"
-    OFFLINE = "offline"
+    AVAILABLE = cicd_attributes.CicdWorkerStateValues.AVAILABLE.value
+    BUSY = cicd_attributes.CicdWorkerStateValues.BUSY.value
+    OFFLINE = cicd_attributes.CicdWorkerStateValues.OFFLINE.value
 
 
 WORKER_STATE_ALIASES: Final[dict[str, WorkerState]] = {
@@ -135,7 +138,7 @@ WORKER_STATE_ALIASES: Final[dict[str, WorkerState]] = {
 
 
 class MetricUnit(str, Enum):
-    """UCUM units of the instruments (seed 000's ``MetricUnit``)."""
+    """UCUM units of the instruments."""
 
     SECONDS = "s"
     SPAWN = "{spawn}"
@@ -148,12 +151,12 @@ class MetricUnit(str, Enum):
 class CicdResult(str, Enum):
     """``cicd.pipeline.result`` / ``cicd.pipeline.task.run.result`` values."""
 
-    SUCCESS = "success"
-    FAILURE = "failure"
-    ERROR = "error"
-    TIMEOUT = "timeout"
-    CANCELLATION = "cancellation"
-    SKIP = "skip"
+    SUCCESS = cicd_attributes.CicdPipelineResultValues.SUCCESS.value
+    FAILURE = cicd_attributes.CicdPipelineResultValues.FAILURE.value
+    ERROR = cicd_attributes.CicdPipelineResultValues.ERROR.value
+    TIMEOUT = cicd_attributes.CicdPipelineResultValues.TIMEOUT.value
+    CANCELLATION = cicd_attributes.CicdPipelineResultValues.CANCELLATION.value
+    SKIP = cicd_attributes.CicdPipelineResultValues.SKIP.value
 
 
 CICD_RESULT_BY_STATUS: Final[dict[ExecutionStatus, CicdResult]] = {
@@ -177,14 +180,15 @@ EXECUTION_CORRELATION_ID: Final = "execution.correlation_id"
 EXECUTION_WORKER_OUTCOME: Final = "execution.worker.outcome"
 EXECUTION_WORKER_SPAWN_FAILURE_REASON: Final = "execution.worker.spawn_failure.reason"
 EXECUTION_WORKER_HEALTH_RESULT: Final = "execution.worker.health.result"
-CICD_PIPELINE_NAME: Final = "cicd.pipeline.name"
-CICD_PIPELINE_RUN_ID: Final = "cicd.pipeline.run.id"
-CICD_PIPELINE_RESULT: Final = "cicd.pipeline.result"
-CICD_PIPELINE_TASK_NAME: Final = "cicd.pipeline.task.name"
-CICD_PIPELINE_TASK_RUN_ID: Final = "cicd.pipeline.task.run.id"
-CICD_PIPELINE_TASK_RUN_RESULT: Final = "cicd.pipeline.task.run.result"
-CICD_WORKER_STATE: Final = "cicd.worker.state"
-ERROR_TYPE: Final = "error.type"
+# The OpenTelemetry semantic conventions' own names, wherever they have one.
+CICD_PIPELINE_NAME: Final = cicd_attributes.CICD_PIPELINE_NAME
+CICD_PIPELINE_RUN_ID: Final = cicd_attributes.CICD_PIPELINE_RUN_ID
+CICD_PIPELINE_RESULT: Final = cicd_attributes.CICD_PIPELINE_RESULT
+CICD_PIPELINE_TASK_NAME: Final = cicd_attributes.CICD_PIPELINE_TASK_NAME
+CICD_PIPELINE_TASK_RUN_ID: Final = cicd_attributes.CICD_PIPELINE_TASK_RUN_ID
+CICD_PIPELINE_TASK_RUN_RESULT: Final = cicd_attributes.CICD_PIPELINE_TASK_RUN_RESULT
+CICD_WORKER_STATE: Final = cicd_attributes.CICD_WORKER_STATE
+ERROR_TYPE: Final = error_attributes.ERROR_TYPE
 
 # Span event added at every status change.
 STATUS_CHANGE_EVENT: Final = "execution.status_change"
