@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import sys
@@ -20,6 +21,7 @@ from support import (
     EXAMPLES,
     console_points,
     console_spans,
+    known_workers,
     run_example_instrumented,
     wait_until_settled,
 )
@@ -164,6 +166,78 @@ def test_worker_timeout_is_a_failed_health_check(instrument, flow_id):
     assert run.attributes["execution.status"] == "succeeded"  # its one routine did finish
 
 
+class _Stopped(Routine):
+    """Its logic is stopped from outside (Ctrl-C, ``sys.exit``) while it runs."""
+
+    def __init__(self, interrupt: type[BaseException]) -> None:
+        super().__init__()
+        self.interrupt = interrupt
+        self.add_slot("trigger")
+        self.set_activation_policy(routilux_pipeline._take_new("trigger"))
+
+    def logic(self, trigger, **_):
+        raise self.interrupt("stopped")
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_an_interrupted_routine_is_a_cancelled_step_of_a_cancelled_job(
+    instrument, flow_id, interrupt
+):
+    """routilux catches exceptions only: the interrupt leaves the routine's activation check
+    and ends in the thread pool's future, with no on_routine_end, log or error handler."""
+    otel = instrument()
+    flow = Flow(flow_id=flow_id)
+    flow.add_routine(_Stopped(interrupt), "stopped")
+    FlowRegistry.get_instance().register_by_name(flow_id, flow)
+    with Runtime(thread_pool_size=2) as runtime:
+        runtime.post(flow_id, "stopped", "trigger", {})
+        _wait_for_spans(otel, 1)
+    wait_until_settled()
+
+    step, run = otel.span("stopped"), otel.span(f"RUN {flow_id}")
+    assert step.parent.span_id == run.context.span_id
+    for span in (step, run):
+        assert span.attributes["execution.status"] == "cancelled"
+        assert "error.type" not in span.attributes
+        assert span.status.status_code is not StatusCode.ERROR
+    assert not [e for e in step.events if e.name == "exception"]
+    assert set(otel.transitions(execution_level="step")) == {("running", "cancelled")}
+    assert run.end_time == step.end_time  # the job's work ended with its interrupted routine
+
+
+def test_a_coroutine_logic_is_a_step_that_ends_with_its_call(instrument, flow_id):
+    """routilux calls a logic and drops its result: an ``async def`` logic never runs, and its
+    step ends when the call returns, as for any logic."""
+    otel = instrument()
+
+    class Async(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.add_slot("trigger")
+            self.set_activation_policy(routilux_pipeline._take_new("trigger"))
+
+        async def logic(self, trigger, **_):
+            ran.set()
+
+    ran = threading.Event()
+    flow = Flow(flow_id=flow_id)
+    flow.add_routine(Async(), "never_awaited")
+    FlowRegistry.get_instance().register_by_name(flow_id, flow)
+
+    def run_once() -> None:
+        with Runtime(thread_pool_size=2) as runtime:
+            runtime.post(flow_id, "never_awaited", "trigger", {})
+            _wait_for_spans(otel, 1)
+        wait_until_settled()
+        gc.collect()
+
+    with pytest.warns(RuntimeWarning, match="'.*Async.logic' was never awaited"):
+        run_once()  # the user's own coroutine is reported, as without us
+    assert not ran.is_set()
+    assert otel.span("never_awaited").attributes["execution.status"] == "succeeded"
+    assert otel.span(f"RUN {flow_id}").attributes["execution.status"] == "succeeded"
+
+
 def test_user_hooks_keep_working_and_breakpoint_gate_keeps_its_value(instrument, flow_id):
     otel = instrument()
     seen: list[tuple[str, str]] = []
@@ -225,7 +299,7 @@ def test_concurrent_jobs_keep_their_own_parentage(instrument, flow_id):
     assert len(otel.spans()) == 12 * 5
     live = telemetry.current()
     assert live.tracker.in_flight_count() == 0
-    assert live.workers.known_workers() == 0
+    assert known_workers(live) == 0
 
 
 def test_uninstrument_restores_every_patched_attribute(instrument, flow_id):
@@ -253,21 +327,29 @@ def test_uninstrument_restores_every_patched_attribute(instrument, flow_id):
     assert isinstance(RuntimeClass.__dict__["_check_routine_activation"], wrapt.FunctionWrapper)
 
 
-def test_instrumentation_errors_never_reach_the_pipeline(instrument, flow_id, caplog, monkeypatch):
-    otel = instrument()
-    live = telemetry.current()
-
+def test_instrumentation_errors_never_reach_the_pipeline(
+    otel, instrument, flow_id, caplog, monkeypatch
+):
     def broken(*args, **kwargs):
         raise RuntimeError("instrumentation bug")
 
-    monkeypatch.setattr(live.tracker, "_tracer", type("T", (), {"start_span": broken})())
+    # The tracer the instrumentation is given fails every span it starts.
+    broken_tracer = type("T", (), {"start_span": broken})()
+    monkeypatch.setattr(otel.tracer_provider, "get_tracer", lambda *a, **k: broken_tracer)
+    instrument()
     monkeypatch.setattr(type(telemetry.current().workers), "set_state", lambda *a, **k: broken())
     caplog.set_level(logging.WARNING)
     routilux_pipeline.run(jobs=2, flow_id=flow_id)  # completes exactly as without us
 
-    routine_errors = [
-        r for r in caplog.records if r.getMessage().startswith("Error in routine logic")
-    ]
+    def logged_routine_errors():
+        return [r for r in caplog.records if r.getMessage().startswith("Error in routine logic")]
+
+    # routilux logs audit's exception on the worker's thread just after audit has signalled
+    # the end of its job: wait for both jobs' lines.
+    deadline = time.monotonic() + 5.0
+    while len(logged_routine_errors()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    routine_errors = logged_routine_errors()
     assert len(routine_errors) == 2  # routilux still sees and logs audit's own exception
     for record in routine_errors:
         error = record.exc_info[1]

@@ -15,6 +15,7 @@ import routilux.core.hooks as routilux_hooks
 import wrapt
 from opentelemetry.trace import StatusCode
 from routilux.core import Flow, FlowRegistry, Routine, Runtime
+from routilux.core import runtime as runtime_module
 from routilux.core.error import ErrorHandler, ErrorStrategy
 from routilux.core.manager import WorkerManager
 from support import EXAMPLES, wait_until_settled
@@ -115,6 +116,38 @@ def test_routine_logic_stays_the_instance_attribute(instrument):
     ExecStatusInstrumentor().uninstrument()
     assert "_logic" not in vars(Routine)
     assert routine._logic is logic and Routine()._logic is None
+
+
+def test_a_shutdown_with_a_parameter_we_do_not_know_is_called_as_asked(monkeypatch, instrument):
+    """A routilux whose ``Runtime.shutdown`` takes one more keyword: the instrumented call
+    returns what the bare one does, and the worker it stops is still counted as drained."""
+    original = runtime_module.Runtime.shutdown
+
+    def shutdown(self, wait=True, timeout=30.0, drain_grace=None):
+        original(self, wait=wait, timeout=timeout)
+        return ("shut down", drain_grace)
+
+    monkeypatch.setattr(runtime_module.Runtime, "shutdown", shutdown)
+    flow_id = f"transparency_{next(_flow_ids)}"
+    flow = Flow(flow_id=flow_id)
+    flow.add_routine(_Failing(), "fails")
+    FlowRegistry.get_instance().register_by_name(flow_id, flow)
+
+    def started_runtime() -> Runtime:
+        runtime = Runtime(thread_pool_size=2)
+        runtime.exec(flow_id)
+        return runtime
+
+    bare = started_runtime().shutdown(wait=True, drain_grace=1.0)
+    otel = instrument()
+    assert started_runtime().shutdown(wait=True, drain_grace=1.0) == bare == ("shut down", 1.0)
+    drains = {
+        dict(k)["execution.worker.outcome"]: v
+        for k, v in otel.sums("execution.worker.drains").items()
+    }
+    assert drains == {"success": 1}
+    (duration,) = otel.points("execution.worker.drain.duration")  # it waited for the pool
+    assert duration.count == 1
 
 
 def _patched_targets() -> dict[str, Callable[[], Any]]:

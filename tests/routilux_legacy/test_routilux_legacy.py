@@ -8,6 +8,7 @@ import pytest
 import routilux.execution_tracker as execution_tracker_module
 from opentelemetry.trace import StatusCode
 from routilux import Flow, Routine
+from routilux.error_handler import ErrorHandler
 from routilux.execution_tracker import ExecutionTracker
 from routilux.flow.flow import Flow as FlowClass
 from routilux.job_state import JobState
@@ -79,6 +80,61 @@ def test_failing_entry_routine_fails_step_and_run(instrument):
     assert set(otel.transitions(execution_level="step")) == {("running", "failed")}
 
 
+class Interrupted(Routine):
+    """An entry routine stopped from outside while it runs (Ctrl-C, ``sys.exit``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupt: type[BaseException] = KeyboardInterrupt
+        self.define_slot("trigger", handler=self.run)
+
+    def run(self, **kwargs):
+        raise self.interrupt("stopped")
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_interrupted_entry_routine_cancels_step_and_run(instrument, interrupt):
+    otel = instrument()
+    flow = Flow(flow_id=f"legacy_{next(_ids)}")
+    routine = Interrupted()
+    routine.interrupt = interrupt
+    entry_id = flow.add_routine(routine, "interrupted")
+    with pytest.raises(interrupt, match="stopped"):  # routilux lets it through, and so do we
+        flow.execute(entry_id)
+
+    run, step = otel.span(f"RUN {flow.flow_id}"), otel.span("interrupted")
+    assert step.parent.span_id == run.context.span_id
+    for span in (run, step):
+        assert span.attributes["execution.status"] == "cancelled"
+        assert "error.type" not in span.attributes
+        assert span.status.status_code is not StatusCode.ERROR
+    assert set(otel.transitions(execution_level="pipeline")) == {("running", "cancelled")}
+    assert set(otel.transitions(execution_level="step")) == {("running", "cancelled")}
+    assert telemetry.current().tracker.in_flight_count() == 0
+
+
+class CrashingHandler(ErrorHandler):
+    """An error handler that fails itself: routilux lets its exception out of Flow.execute."""
+
+    def handle_error(self, error, routine, routine_id, flow, job_state=None):
+        raise LookupError("handler crashed")
+
+
+def test_exception_out_of_execute_fails_step_and_run_with_its_type(instrument):
+    otel = instrument()
+    flow, source_id, _ = build(fail=True)
+    flow.set_error_handler(CrashingHandler())
+    with pytest.raises(LookupError, match="handler crashed"):
+        flow.execute(source_id)
+
+    run, step = otel.span(f"RUN {flow.flow_id}"), otel.span("source")
+    for span in (run, step):
+        assert span.attributes["execution.status"] == "failed"
+        assert span.attributes["error.type"] == "LookupError"
+        assert span.status.status_code is StatusCode.ERROR
+    assert telemetry.current().tracker.in_flight_count() == 0
+
+
 def test_execute_error_propagates_unchanged(instrument):
     otel = instrument()
     flow, _, _ = build()
@@ -88,7 +144,7 @@ def test_execute_error_propagates_unchanged(instrument):
     assert run.attributes["error.type"] == "ValueError"
 
 
-def test_tracker_used_directly_as_in_seed_002(instrument):
+def test_tracker_used_directly_outside_flow_execute(instrument):
     otel = instrument()
     tracker = ExecutionTracker(flow_id="hand_rolled")
     tracker.record_routine_start("processor", {"input": "data"})

@@ -17,6 +17,8 @@ value and exception are never touched by the instrumentation's failures.
 A call that returns a coroutine or a generator has not done its work yet: the outcome hooks
 run when that coroutine completes or the generator is exhausted, closed or raises, through a
 coroutine or generator of the same kind that delegates every ``send``, ``throw`` and ``close``.
+Where the framework itself drops what the call returns (nobody will await or iterate it),
+``follow_result=False`` ends the call when it returns, and its result is passed on as it is.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def observe_call(
     on_success: OnSuccess[S] | None = None,
     on_error: OnError[S] | None = None,
     after_call: AfterCall[S] | None = None,
+    follow_result: bool = True,
     name: str = "an observed call",
 ) -> Wrapper:
     """A wrapt wrapper that runs the hooks around each call (see the module's docstring).
@@ -83,11 +86,12 @@ def observe_call(
         except BaseException as error:
             hooks.failed(state, error)
             raise
-        result_type = type(result)
-        if result_type is CoroutineType:
-            return _awaiting(result, hooks, state)
-        if result_type is GeneratorType:
-            return _iterating(result, hooks, state)
+        if follow_result:
+            result_type = type(result)
+            if result_type is CoroutineType:
+                return _awaiting(result, hooks, state)
+            if result_type is GeneratorType:
+                return _iterating(result, hooks, state)
         hooks.succeeded(state, result)
         return result
 

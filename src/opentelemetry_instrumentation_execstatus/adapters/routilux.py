@@ -14,14 +14,20 @@ Where it hooks, and why there:
   on entry; so the wrapper only notes the activation for its thread and runs the original
   with the user's routine, and ``Routine._logic``, a data descriptor while instrumented,
   answers that one fetch with the logic observed. Every other read gets the routine's own
-  value, and routilux, error handlers, hooks and policies get the routine itself.
-- ``WorkerManager.start_worker`` is the spawn; ``Runtime.shutdown`` is the drain.
+  value, and routilux, error handlers, hooks and policies get the routine itself. routilux
+  drops what a logic returns (it never awaits or iterates it): the step is the call itself.
+- ``WorkerManager.start_worker`` is the spawn; ``Runtime.shutdown`` is the drain of every
+  worker it cancels, timed when the call waits for the pool.
 
 Status mapping: a posted job is ``queued`` until its first routine runs (so queue time is on
-the histogram), then ``running``; ``on_job_end`` gives its final status. routilux jobs often
-never end by themselves: jobs still open when their worker stops end then, ``failed`` if a
-routine failed, else ``succeeded`` if all their work had finished (timestamped at their last
-routine's end), else ``cancelled``.
+the histogram), then ``running``; ``on_job_end`` gives its final status (``JOB_STATUS``). A
+step ends by the outcome of its logic call: ``succeeded`` when it returns, ``failed`` (with
+``error.type``) when it raises an exception, ``cancelled`` when it is interrupted
+(``KeyboardInterrupt``, ``SystemExit``: routilux does not catch those, its thread pool keeps
+them in the task's future). routilux jobs often never end by themselves: jobs still open when
+their worker stops end then, ``failed`` if a routine failed, else ``cancelled`` if one was
+interrupted or work was still running, else ``succeeded`` (timestamped at their last
+routine's end).
 """
 
 from __future__ import annotations
@@ -32,52 +38,78 @@ import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import wrapt
 
 from opentelemetry_instrumentation_execstatus import clock
-from opentelemetry_instrumentation_execstatus.adapters import Adapter
+from opentelemetry_instrumentation_execstatus.adapters.base import Adapter
+from opentelemetry_instrumentation_execstatus.adapters.calls import bind, observe_call
+from opentelemetry_instrumentation_execstatus.adapters.outcomes import (
+    StatusMap,
+    outcome_of,
+    reported_error,
+)
+from opentelemetry_instrumentation_execstatus.identity import Identity
 from opentelemetry_instrumentation_execstatus.patching import AnyPatch, OnImport, Patch
 from opentelemetry_instrumentation_execstatus.safety import guarded
 from opentelemetry_instrumentation_execstatus.semconv import (
     ExecutionLevel,
     ExecutionStatus,
     Orchestrator,
-    WorkerOutcome,
     WorkerState,
 )
 
-ROUTILUX = Orchestrator.ROUTILUX
+JOB_STATUS = StatusMap(
+    {
+        "pending": ExecutionStatus.PENDING,
+        "running": ExecutionStatus.RUNNING,
+        "completed": ExecutionStatus.SUCCEEDED,
+        "failed": ExecutionStatus.FAILED,
+        "cancelled": ExecutionStatus.CANCELLED,
+    }
+)
 
-JOB_STATUS: dict[str, ExecutionStatus] = {
-    "pending": ExecutionStatus.PENDING,
-    "running": ExecutionStatus.RUNNING,
-    "completed": ExecutionStatus.SUCCEEDED,
-    "failed": ExecutionStatus.FAILED,
-    "cancelled": ExecutionStatus.CANCELLED,
-}
 
+class _Step(NamedTuple):
+    """One running step and what its end updates."""
 
-def _job_key(job_id: str) -> Hashable:
-    return ("routilux", "job", job_id)
+    key: Hashable
+    identity: Identity
+    job_id: str | None
+    worker_id: str
 
 
 @dataclass
 class _JobLedger:
     """What the adapter must remember of an open job to end it when routilux doesn't."""
 
+    identity: Identity
     worker_id: str
     running_steps: int = 0
-    failed: bool = False
+    failed: bool = False  # a step raised an exception
+    interrupted: bool = False  # a step was interrupted
     last_step_end: clock.Instant | None = None
     worker_stopped: bool = False  # then the job ends as soon as its running steps have
     running: bool = False  # its first step has started: the job is running
 
 
-@dataclass
-class _WorkerLedger:
-    running_steps: int = 0
+class _Drain:
+    """One observed ``Runtime.shutdown``: whether it waits, and the workers it cancelled."""
+
+    __slots__ = ("cancelled_workers", "outer", "started", "waits")
+
+    def __init__(self, waits: bool, outer: _Drain | None) -> None:
+        self.waits = waits
+        self.outer = outer  # a shutdown this one runs inside of, on the same thread
+        self.started = time.monotonic()
+        self.cancelled_workers = 0
+
+
+class _Draining(threading.local):
+    """Per thread: the shutdown in progress, told of the workers it stops."""
+
+    current: _Drain | None = None
 
 
 class RoutiluxAdapter(Adapter):
@@ -89,55 +121,78 @@ class RoutiluxAdapter(Adapter):
 
     def __init__(self, telemetry: Any) -> None:
         super().__init__(telemetry)
-        self._tracker = telemetry.tracker
-        self._workers = telemetry.workers
         self._lock = threading.Lock()
         self._jobs: dict[str, _JobLedger] = {}
-        self._worker_ledgers: dict[str, _WorkerLedger] = {}
+        self._worker_steps: dict[str, int] = {}  # running steps of each started worker
         self._step_ids = itertools.count()
-        self._draining = threading.local()
+        self._draining = _Draining()
         self._pending = _PendingActivation()
         self._tee: _TeeHooks | None = None
+        self._bare_job = self.identity(ExecutionLevel.PIPELINE)  # a job met without its start
+        # What an activation calls the routine's logic through: each call is one step.
+        self.observed_logic = observe_call(
+            on_call=self._step_started,
+            on_success=lambda step, _result: self._step_ended(step, None),
+            on_error=self._step_ended,
+            # routilux drops what a logic returns: a coroutine or generator it returns is
+            # never awaited or iterated, so the step ends with the call.
+            follow_result=False,
+            name="routilux routine logic",
+        )
 
     def patches(self) -> list[AnyPatch]:
+        activation_check = observe_call(
+            on_call=self._note_activation,
+            after_call=self._activation_checked,
+            name="routilux activation check",
+        )
+        shutdown = observe_call(
+            on_call=self._shutdown_started,
+            on_success=lambda drain, _result: self._record_drains(drain, True),
+            on_error=lambda drain, _error: self._record_drains(drain, False),
+            after_call=self._shutdown_done,
+            name="routilux shutdown",
+        )
         return [
             Patch("routilux.core.hooks", "get_execution_hooks", self._wrap_get_execution_hooks),
-            Patch(
-                "routilux.core.runtime",
-                "Runtime._check_routine_activation",
-                self._wrap_check_routine_activation,
-            ),
+            Patch("routilux.core.runtime", "Runtime._check_routine_activation", activation_check),
             OnImport("routilux.core.routine", self._observe_logic_fetch),
-            Patch("routilux.core.runtime", "Runtime.shutdown", self._wrap_shutdown),
-            Patch("routilux.core.manager", "WorkerManager.start_worker", self._wrap_start_worker),
+            Patch("routilux.core.runtime", "Runtime.shutdown", shutdown),
+            Patch("routilux.core.manager", "WorkerManager.start_worker", self.workers.spawn_call()),
         ]
 
-    # -- wrappers --------------------------------------------------------------------------
+    # -- hooks object ----------------------------------------------------------------------
 
     def _wrap_get_execution_hooks(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict
     ) -> Any:
+        """Hand routilux the tee over the hooks it returns (the user's, or its own)."""
         hooks = wrapped(*args, **kwargs)
+        tee = self._tee_over(hooks)
+        return hooks if tee is None else tee
+
+    @guarded
+    def _tee_over(self, hooks: Any) -> _TeeHooks:
         tee = self._tee
         if tee is None or tee.__wrapped__ is not hooks:
             tee = self._tee = _TeeHooks(hooks, self)
         return tee
 
-    def _wrap_check_routine_activation(
-        self, wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict
-    ) -> Any:
+    # -- activation checks and steps -------------------------------------------------------
+
+    def _note_activation(self, runtime: Any, args: tuple, kwargs: dict) -> _Activation | None:
         """Note the activation for this thread while the original runs, with its arguments."""
-        try:
-            routine, worker_state = _routine_and_worker_state(*args, **kwargs)
-        except Exception:
-            return wrapped(*args, **kwargs)  # an unexpected call shape: leave it alone
+        if self.is_off():
+            return None
+        routine, worker_state = bind(_activation_arguments, args, kwargs)
         pending = self._pending
-        outer = pending.activation  # one whose logic is not fetched yet, should it run ours
-        pending.activation = _Activation(self, routine, instance, worker_state)
-        try:
-            return wrapped(*args, **kwargs)
-        finally:
-            pending.activation = outer
+        # One noted by an outer check and not fetched yet is pending again once ours is done.
+        activation = _Activation(self, routine, runtime, worker_state, pending.activation)
+        pending.activation = activation
+        return activation
+
+    def _activation_checked(self, activation: _Activation) -> None:
+        self._pending.activation = activation.outer
 
     def _observe_logic_fetch(self, module: ModuleType) -> Callable[[], None]:
         """Make ``Routine._logic`` the descriptor that answers routilux's fetch of the logic."""
@@ -153,60 +208,18 @@ class RoutiluxAdapter(Adapter):
 
         return undo
 
-    def _wrap_start_worker(
-        self, wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict
-    ) -> Any:
-        try:
-            worker_state = wrapped(*args, **kwargs)
-        except BaseException:
-            self._workers.spawn(ROUTILUX, WorkerOutcome.FAILURE)
-            raise
-        self._workers.spawn(ROUTILUX, WorkerOutcome.SUCCESS)
-        return worker_state
-
-    def _wrap_shutdown(
-        self, wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict
-    ) -> Any:
-        """A shutdown cancels every worker: a drain, complete once the pool has been waited."""
-        wait = _shutdown_waits(*args, **kwargs)
-        drained: list[str] = []
-        self._draining.workers = drained
-        started = time.monotonic()
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException:
-            self._record_drains(drained, WorkerOutcome.FAILURE, None)
-            raise
-        finally:
-            self._draining.workers = None
-        self._record_drains(
-            drained, WorkerOutcome.SUCCESS, time.monotonic() - started if wait else None
-        )
-        return result
-
-    @guarded
-    def _record_drains(
-        self, drained: list[str], outcome: WorkerOutcome, seconds: float | None
-    ) -> None:
-        for _ in drained:
-            self._workers.drain(ROUTILUX, outcome, seconds)
-
-    # -- steps -----------------------------------------------------------------------------
-
-    @guarded
-    def step_started(
-        self, routine: Any, runtime: Any, worker_state: Any
-    ) -> tuple[Hashable, str | None, str] | None:
+    def _step_started(self, activation: _Activation, _args: tuple, _kwargs: dict) -> _Step:
         from routilux.core.context import get_current_execution_context, get_current_job
 
+        routine, worker_state = activation.routine, activation.worker_state
         context = get_current_execution_context()
         routine_id = context.routine_id if context is not None else None
         if not routine_id:
-            routine_id = runtime._get_routine_id(routine, worker_state)
+            routine_id = activation.runtime._get_routine_id(routine, worker_state)
         job = get_current_job()
         job_id = getattr(job, "job_id", None)
+        job_key = self.key("job", job_id) if job_id else None
         worker_id = worker_state.worker_id
-        step_key = ("routilux", "step", next(self._step_ids))
         with self._lock:
             ledger = self._jobs.get(job_id) if job_id else None
             # Only an open job's first step makes it running: after its end, a step of the
@@ -215,58 +228,62 @@ class RoutiluxAdapter(Adapter):
             if ledger is not None:
                 ledger.running_steps += 1
                 ledger.running = True
-            worker = self._worker_ledgers.get(worker_id)
-            worker_became_busy = worker is not None and worker.running_steps == 0
-            if worker is not None:
-                worker.running_steps += 1
-        if worker_became_busy:
-            self._workers.set_state(("routilux", worker_id), ROUTILUX, WorkerState.BUSY)
+            worker_steps = self._worker_steps.get(worker_id)
+            if worker_steps is not None:
+                self._worker_steps[worker_id] = worker_steps + 1
+        if worker_steps == 0:
+            self.workers.set_state(self.key("worker", worker_id), WorkerState.BUSY)
         if job_starts:
-            self._tracker.transition(
-                _job_key(job_id), ExecutionStatus.RUNNING,
-                orchestrator=ROUTILUX, level=ExecutionLevel.PIPELINE,
-            )  # fmt: skip
-        self._tracker.transition(
-            step_key,
-            ExecutionStatus.RUNNING,
-            orchestrator=ROUTILUX,
-            level=ExecutionLevel.STEP,
+            self.report(job_key, ExecutionStatus.RUNNING, ledger.identity)
+        identity = self.identity(
+            ExecutionLevel.STEP,
             name=routine_id,
-            pipeline_name=getattr(job, "flow_id", None) or worker_state.flow_id,
-            parent_key=_job_key(job_id) if job_id else None,
+            pipeline=getattr(job, "flow_id", None) or worker_state.flow_id,
+            parent=job_key,
         )
-        return step_key, job_id, worker_id
+        step = _Step(self.key("step", next(self._step_ids)), identity, job_id, worker_id)
+        self.report(step.key, ExecutionStatus.RUNNING, identity)
+        return step
 
-    @guarded
-    def step_ended(
-        self, step: tuple[Hashable, str | None, str] | None, error: BaseException | None
-    ) -> None:
-        if step is None:
-            return
-        step_key, job_id, worker_id = step
+    def _step_ended(self, step: _Step, error: BaseException | None) -> None:
         ended = clock.now()
-        status = ExecutionStatus.SUCCEEDED if error is None else ExecutionStatus.FAILED
-        self._tracker.transition(
-            step_key, status,
-            orchestrator=ROUTILUX, level=ExecutionLevel.STEP, timestamp=ended, error=error,
-        )  # fmt: skip
+        self.end(step.key, step.identity, error, timestamp=ended)
+        outcome = outcome_of(error)
         unfinished_job = None
         with self._lock:
-            ledger = self._jobs.get(job_id) if job_id else None
+            ledger = self._jobs.get(step.job_id) if step.job_id else None
             if ledger is not None:
                 ledger.running_steps = max(0, ledger.running_steps - 1)
-                ledger.failed = ledger.failed or error is not None
+                ledger.failed = ledger.failed or outcome is ExecutionStatus.FAILED
+                ledger.interrupted = ledger.interrupted or outcome is ExecutionStatus.CANCELLED
                 ledger.last_step_end = ended
                 if ledger.worker_stopped and ledger.running_steps == 0:
-                    unfinished_job = self._jobs.pop(job_id)
-            worker = self._worker_ledgers.get(worker_id)
-            worker_became_idle = worker is not None and worker.running_steps == 1
-            if worker is not None:
-                worker.running_steps = max(0, worker.running_steps - 1)
-        if worker_became_idle:
-            self._workers.set_state(("routilux", worker_id), ROUTILUX, WorkerState.AVAILABLE)
-        if unfinished_job is not None and job_id:
-            self._end_unfinished_job(job_id, unfinished_job)
+                    unfinished_job = self._jobs.pop(step.job_id)  # type: ignore[arg-type]
+            worker_steps = self._worker_steps.get(step.worker_id)
+            if worker_steps is not None:
+                self._worker_steps[step.worker_id] = max(0, worker_steps - 1)
+        if worker_steps == 1:
+            self.workers.set_state(self.key("worker", step.worker_id), WorkerState.AVAILABLE)
+        if unfinished_job is not None:
+            self._end_unfinished_job(step.job_id, unfinished_job)  # type: ignore[arg-type]
+
+    # -- shutdown: drains ------------------------------------------------------------------
+
+    def _shutdown_started(self, _runtime: Any, args: tuple, kwargs: dict) -> _Drain | None:
+        """A shutdown cancels every worker: a drain each, complete once the pool is waited."""
+        if self.workers.is_off():
+            return None
+        drain = _Drain(bind(_shutdown_waits, args, kwargs), self._draining.current)
+        self._draining.current = drain
+        return drain
+
+    def _record_drains(self, drain: _Drain, success: bool) -> None:
+        seconds = time.monotonic() - drain.started if success and drain.waits else None
+        for _ in range(drain.cancelled_workers):
+            self.workers.drain(success, seconds)
+
+    def _shutdown_done(self, drain: _Drain) -> None:
+        self._draining.current = drain.outer
 
     # -- hooks (called by the tee after the user's hooks) ----------------------------------
 
@@ -274,15 +291,15 @@ class RoutiluxAdapter(Adapter):
     def on_worker_start(self, flow: Any, worker_state: Any) -> None:
         worker_id = worker_state.worker_id
         with self._lock:
-            self._worker_ledgers[worker_id] = _WorkerLedger()
-        self._workers.set_state(("routilux", worker_id), ROUTILUX, WorkerState.AVAILABLE)
+            self._worker_steps[worker_id] = 0
+        self.workers.set_state(self.key("worker", worker_id), WorkerState.AVAILABLE)
 
     @guarded
     def on_worker_stop(self, flow: Any, worker_state: Any, status: str) -> None:
         worker_id = worker_state.worker_id
         idle_jobs = []
         with self._lock:
-            known = self._worker_ledgers.pop(worker_id, None) is not None
+            known = self._worker_steps.pop(worker_id, None) is not None
             for job_id, ledger in list(self._jobs.items()):
                 if ledger.worker_id != worker_id:
                     continue
@@ -294,26 +311,22 @@ class RoutiluxAdapter(Adapter):
             self._end_unfinished_job(job_id, ledger)
         if not known:
             return  # routilux calls on_worker_stop twice; the first one counts
-        self._workers.health_check(ROUTILUX, status != "failed")
-        self._workers.set_state(("routilux", worker_id), ROUTILUX, None)
-        drained = getattr(self._draining, "workers", None)
-        if drained is not None and status == "cancelled":
-            drained.append(worker_id)
+        self.workers.health_check(status != "failed")
+        self.workers.set_state(self.key("worker", worker_id), None)
+        drain = self._draining.current
+        if drain is not None and status == "cancelled":
+            drain.cancelled_workers += 1
 
     @guarded
     def on_job_start(self, job_context: Any, worker_state: Any) -> None:
         job_id = job_context.job_id
-        with self._lock:
-            self._jobs[job_id] = _JobLedger(worker_id=worker_state.worker_id)
-            self._bound_jobs()
-        self._tracker.transition(
-            _job_key(job_id),
-            ExecutionStatus.QUEUED,
-            orchestrator=ROUTILUX,
-            level=ExecutionLevel.PIPELINE,
-            pipeline_name=job_context.flow_id,
-            run_id=job_id,
+        identity = self.identity(
+            ExecutionLevel.PIPELINE, pipeline=job_context.flow_id, run_id=job_id
         )
+        with self._lock:
+            self._jobs[job_id] = _JobLedger(identity, worker_state.worker_id)
+            self._bound_jobs()
+        self.report(self.key("job", job_id), ExecutionStatus.QUEUED, identity)
 
     @guarded
     def on_job_end(
@@ -321,32 +334,26 @@ class RoutiluxAdapter(Adapter):
     ) -> None:
         job_id = job_context.job_id
         with self._lock:
-            self._jobs.pop(job_id, None)
-        self._tracker.transition(
-            _job_key(job_id),
-            JOB_STATUS.get(str(getattr(status, "value", status)).lower(), ExecutionStatus.UNKNOWN),
-            orchestrator=ROUTILUX,
-            level=ExecutionLevel.PIPELINE,
-            error=error,
+            ledger = self._jobs.pop(job_id, None)
+        identity = self._bare_job if ledger is None else ledger.identity
+        self.report(
+            self.key("job", job_id), JOB_STATUS(status), identity, error=reported_error(error)
         )
 
     def _end_unfinished_job(self, job_id: str, ledger: _JobLedger) -> None:
         finished_work = ledger.running_steps == 0 and ledger.last_step_end is not None
         if ledger.failed:
             status = ExecutionStatus.FAILED
-        elif finished_work:
-            status = ExecutionStatus.SUCCEEDED
-        else:
+        elif ledger.interrupted or not finished_work:
             status = ExecutionStatus.CANCELLED
+        else:
+            status = ExecutionStatus.SUCCEEDED
         timestamp = ledger.last_step_end if finished_work else None
-        self._tracker.transition(
-            _job_key(job_id), status,
-            orchestrator=ROUTILUX, level=ExecutionLevel.PIPELINE, timestamp=timestamp,
-        )  # fmt: skip
+        self.report(self.key("job", job_id), status, ledger.identity, timestamp=timestamp)
 
     def _bound_jobs(self) -> None:
         """Forget the oldest ledgers beyond the in-flight cap (called with the lock held)."""
-        while len(self._jobs) > self._telemetry.config.max_in_flight:
+        while len(self._jobs) > self.max_in_flight:
             del self._jobs[next(iter(self._jobs))]
 
 
@@ -385,27 +392,25 @@ class _TeeHooks(wrapt.ObjectProxy):  # type: ignore[misc]
 class _Activation:
     """One activation check of one routine: called in place of its logic, the call is a step."""
 
-    __slots__ = ("adapter", "logic", "routine", "runtime", "worker_state")
+    __slots__ = ("adapter", "logic", "outer", "routine", "runtime", "worker_state")
 
     def __init__(
-        self, adapter: RoutiluxAdapter, routine: Any, runtime: Any, worker_state: Any
+        self,
+        adapter: RoutiluxAdapter,
+        routine: Any,
+        runtime: Any,
+        worker_state: Any,
+        outer: _Activation | None,
     ) -> None:
         self.adapter = adapter
         self.routine = routine
         self.runtime = runtime
         self.worker_state = worker_state
-        self.logic: Callable[..., Any] | None = None
+        self.outer = outer
+        self.logic: Callable[..., Any] | None = None  # given by the descriptor, on the fetch
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        adapter = self.adapter
-        step = adapter.step_started(self.routine, self.runtime, self.worker_state)
-        try:
-            result = self.logic(*args, **kwargs)  # type: ignore[misc]
-        except BaseException as error:
-            adapter.step_ended(step, error)
-            raise
-        adapter.step_ended(step, None)
-        return result
+        return self.adapter.observed_logic(self.logic, self, args, kwargs)
 
 
 class _PendingActivation(threading.local):
@@ -462,9 +467,11 @@ def _no_logic(routine: Any) -> AttributeError:
     return AttributeError(f"{type(routine).__name__!r} object has no attribute '_logic'")
 
 
-def _routine_and_worker_state(routine: Any, worker_state: Any) -> tuple[Any, Any]:
+def _activation_arguments(routine: Any, worker_state: Any, *_: Any, **__: Any) -> tuple[Any, Any]:
     return routine, worker_state
 
 
-def _shutdown_waits(wait: bool = True, timeout: float = 30.0) -> bool:
+def _shutdown_waits(wait: bool = True, *_: Any, **__: Any) -> bool:
+    """Whether a shutdown so called waits for its pool: routilux's ``wait``, its first
+    parameter; the others (``timeout``, and any a later routilux adds) don't change that."""
     return bool(wait)
