@@ -17,9 +17,10 @@ each timed block: a file would add fsync and disk noise that hides what is measu
 ratios are an upper bound (a networked database makes every commit slower) and the
 microseconds added per transition are what carries over.
 
-- per transition: bare against the Tangle preset (``instrument_execution_nodes``, what the
-  instrumentation applies to Tangle's model) with a real SDK (``Sdk``), and with no SDK at all
-  (no provider passed, none set globally: the API's no-op path).
+- per transition: bare against the Tangle preset (``TangleAdapter.instrument_execution_nodes``,
+  what the instrumentation applies to Tangle's model, by an adapter given the live core) with
+  a real SDK (``Sdk``), and with no SDK at all (no provider passed, none set globally: the
+  API's no-op path).
 - peers: Tangle's own status-duration hook, re-implemented here from what Tangle merged (see
   ``TangleHook``), on a second real SDK, against bare and against ours. Twice: once with the
   downstream query after the success's commit, so Tangle's hook sees every transition and does
@@ -64,11 +65,9 @@ from sqlalchemy import JSON, Engine, ForeignKey, create_engine, event, select
 from sqlalchemy.ext.mutable import MutableDict
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from opentelemetry_instrumentation_execstatus import (
-    status_columns,
-    telemetry,
-)
-from opentelemetry_instrumentation_execstatus.adapters.tangle import instrument_execution_nodes
+from opentelemetry_instrumentation_execstatus import telemetry
+from opentelemetry_instrumentation_execstatus.adapters.sqlalchemy.transactions import after_commit
+from opentelemetry_instrumentation_execstatus.adapters.tangle import TangleAdapter
 
 SUITE = "sqlalchemy"
 NODES = 10  # nodes per batch: one graph node's children, created in one commit
@@ -374,17 +373,20 @@ class Lifecycles:
 
 @contextmanager
 def _preset_on(sdk: Sdk | None) -> Iterator[Any]:
-    """The Tangle preset on the model and the instrumentation on (with ``sdk``, else no SDK);
-    yields the instrumented column."""
-    undo = instrument_execution_nodes(ExecutionNode)
+    """The instrumentation on (with ``sdk``, else no SDK) and the Tangle preset on the model,
+    reported through a Tangle adapter given the live core, as the instrumentation does with
+    Tangle's own model; yields the instrumented column."""
     INSTRUMENTOR.instrument(**(sdk.providers if sdk is not None else {}))
+    live = telemetry.current()
+    require(live is not None, "the instrumentation did not start")
+    undo = TangleAdapter(live).instrument_execution_nodes(ExecutionNode)
     try:
         yield undo.__self__
     finally:
-        INSTRUMENTOR.uninstrument()
         undo()
+        INSTRUMENTOR.uninstrument()
         require(
-            not event.contains(Session, "after_commit", status_columns._after_commit),
+            not event.contains(Session, "after_commit", after_commit),
             "the status column's session listeners outlived it",
         )
 
@@ -506,7 +508,7 @@ def _no_sdk_is_instrumented(database: Database) -> bool:
         return (
             telemetry.current() is not None
             and event.contains(ExecutionNode.container_execution_status, "set", column._on_set)
-            and event.contains(Session, "after_commit", status_columns._after_commit)
+            and event.contains(Session, "after_commit", after_commit)
         )
 
 

@@ -22,7 +22,7 @@ from typing import Optional
 from sqlalchemy import Engine, ForeignKey, String, create_engine, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from opentelemetry_instrumentation_execstatus.status_columns import instrument_status_column
+from opentelemetry_instrumentation_execstatus.adapters.sqlalchemy import instrument_status_column
 
 STEPS = {"extract": 0.02, "transform": 0.03, "publish": 0.01}
 FAILING = "publish"

@@ -1,10 +1,10 @@
 """Public API for orchestrators we don't patch: one call per status change or worker event.
 
-A home-grown control plane (seed 004's duckgres, a cron of scripts, a queue consumer) reports
-what it knows and gets the same spans, histogram and counters as a patched framework, with
-the same normalisation: unknown statuses become ``unknown``, label values stay within their
-enums, negative durations become 0. Every function is a no-op until the instrumentation is
-on (``ExecStatusInstrumentor().instrument()`` or ``opentelemetry-instrument``), and never raises.
+A home-grown control plane (duckgres, a cron of scripts, a queue consumer) reports what it
+knows and gets the same spans, histogram and counters as a patched framework, with the same
+normalisation: unknown statuses become ``unknown``, label values stay within their enums,
+negative durations become 0. Every function is a no-op until the instrumentation is on
+(``ExecStatusInstrumentor().instrument()`` or ``opentelemetry-instrument``), and never raises.
 
 Example::
 
@@ -25,6 +25,9 @@ outcome or health result drops the sample; a spawn failure's reason is ``unknown
 and ``other`` when outside the enum; duckgres's lifecycle states (``idle``, ``hot``,
 ``draining``...) are counted as the worker state they stand for, and an unrecognised state is
 ignored.
+
+The API reports like any adapter, through one of its own (``PublicApi``): its executions' keys,
+identities and worker reports are the adapter kit's, under the orchestrator ``api``.
 """
 
 from __future__ import annotations
@@ -37,8 +40,10 @@ from types import TracebackType
 from typing import Any
 
 from opentelemetry_instrumentation_execstatus import telemetry
+from opentelemetry_instrumentation_execstatus.adapters.base import Adapter
+from opentelemetry_instrumentation_execstatus.adapters.outcomes import outcome_of
 from opentelemetry_instrumentation_execstatus.clock import Timestamp
-from opentelemetry_instrumentation_execstatus.identity import Identity
+from opentelemetry_instrumentation_execstatus.patching import AnyPatch
 from opentelemetry_instrumentation_execstatus.semconv import (
     ExecutionLevel,
     ExecutionStatus,
@@ -48,6 +53,7 @@ from opentelemetry_instrumentation_execstatus.semconv import (
     WorkerOutcome,
     WorkerState,
 )
+from opentelemetry_instrumentation_execstatus.telemetry import Telemetry
 
 __all__ = [
     "ExecutionLevel",
@@ -66,16 +72,47 @@ __all__ = [
     "worker_drain",
 ]
 
-API = Orchestrator.API
+
+class PublicApi(Adapter):
+    """The adapter the API reports through. It patches nothing, so it is not one of the
+    instrumentor's adapters: the API makes one for each live core, on first use."""
+
+    name = "api"
+    orchestrator = Orchestrator.API
+    top_module = "opentelemetry_instrumentation_execstatus"
+    distribution = None
+
+    def patches(self) -> list[AnyPatch]:
+        return []
+
+    def serves(self, live: Telemetry) -> bool:
+        return self._telemetry is live
+
+    def execution_key(self, execution_id: Hashable) -> tuple[Hashable, ...]:
+        """The key of a caller's id (also a worker's): the same id always gives the same key.
+        Raises for a tuple id whose items cannot be iterated or measured."""
+        return self.key(_compact(execution_id))
+
+
+_serving: PublicApi | None = None
+
+
+def _adapter() -> PublicApi | None:
+    """The API's adapter of the live core; None while the instrumentation is off."""
+    global _serving
+    live = telemetry.current()
+    if live is None:
+        _serving = None
+        return None
+    adapter = _serving
+    if adapter is None or not adapter.serves(live):
+        adapter = _serving = PublicApi(live)
+    return adapter
 
 
 MAX_ID_LENGTH = 256
 """Longer string or bytes ids are kept as their digest: an ended id is remembered for a while
 (to tell a late event from a new start), and a caller's megabyte-long ids must not be."""
-
-
-def _key(execution_id: Hashable) -> Hashable:
-    return ("api", _compact(execution_id))
 
 
 def _compact(value: Any) -> Any:
@@ -120,19 +157,18 @@ def report_status(
     final status for an ended id is a duplicate and dropped. Text (names, ids, error messages)
     is exported as valid UTF-8 and capped; an id or name whose ``str()`` fails is left out.
     """
-    live = telemetry.current()
-    if live is None or live.tracker.is_off():
+    adapter = _adapter()
+    if adapter is None or adapter.is_off():
         return
     try:
-        key = _key(execution_id)
-        parent_key = None if parent_id is None else _key(parent_id)
+        key = adapter.execution_key(execution_id)
+        parent_key = None if parent_id is None else adapter.execution_key(parent_id)
     except Exception:  # a tuple id whose items cannot be iterated or measured
         return
-    live.tracker.transition(
+    adapter.report(
         key,
-        status,
-        Identity(
-            API,
+        status,  # type: ignore[arg-type]
+        adapter.identity(
             level,  # type: ignore[arg-type]
             name=name,
             pipeline=pipeline,
@@ -156,9 +192,9 @@ def report_worker_spawn(
     shows) and ``other`` when outside the enum; a success carries no reason. An unrecognised
     ``success`` (not a bool, ``success`` or ``failure``) drops the sample.
     """
-    live = telemetry.current()
-    if live is not None and not live.workers.is_off():
-        live.workers.spawn(API, success, reason)
+    adapter = _adapter()
+    if adapter is not None and not adapter.workers.is_off():
+        adapter.workers.spawn(success, reason)
 
 
 def report_worker_health_check(
@@ -169,9 +205,9 @@ def report_worker_health_check(
     ``passed`` is a bool, ``pass`` or ``fail``; anything else drops the sample. See
     ``health_check()`` for a probe that counts itself.
     """
-    live = telemetry.current()
-    if live is not None and not live.workers.is_off():
-        live.workers.health_check(API, passed, cancelled=cancelled)
+    adapter = _adapter()
+    if adapter is not None and not adapter.workers.is_off():
+        adapter.workers.health_check(passed, cancelled=cancelled)
 
 
 def report_worker_drain(
@@ -179,9 +215,9 @@ def report_worker_drain(
 ) -> None:
     """A drain; ``duration_seconds`` (negative or NaN: 0) is recorded only for a drain that
     completed successfully. An unrecognised ``success`` drops the sample."""
-    live = telemetry.current()
-    if live is not None and not live.workers.is_off():
-        live.workers.drain(API, success, duration_seconds)
+    adapter = _adapter()
+    if adapter is not None and not adapter.workers.is_off():
+        adapter.workers.drain(success, duration_seconds)
 
 
 def report_worker_state(worker_id: Hashable, state: WorkerState | str | None) -> None:
@@ -192,13 +228,13 @@ def report_worker_state(worker_id: Hashable, state: WorkerState | str | None) ->
     ``retired``, ``lost`` are offline. An empty or unrecognised state is ignored: the worker
     stays counted in its last state rather than be guessed offline.
     """
-    live = telemetry.current()
-    if live is not None and not live.workers.is_off():
+    adapter = _adapter()
+    if adapter is not None and not adapter.workers.is_off():
         try:
-            key = _key(worker_id)
+            key = adapter.execution_key(worker_id)
         except Exception:
             return
-        live.workers.set_state(key, API, state)
+        adapter.workers.set_state(key, state)
 
 
 class HealthProbe:
@@ -232,12 +268,13 @@ class HealthProbe:
     ) -> None:
         # A class, not @contextmanager: the block's exception is never thrown into a generator,
         # so it propagates with its own traceback untouched (returning None never suppresses).
-        if exc_type is None:
-            report_worker_health_check(self._passed)
-        elif issubclass(exc_type, Exception):
-            report_worker_health_check(False)
-        # Anything else (asyncio.CancelledError, KeyboardInterrupt, SystemExit) cancelled the
+        # An interrupt (asyncio.CancelledError, KeyboardInterrupt, SystemExit) cancelled the
         # probe before its verdict, even after failed(): nothing is counted.
+        outcome = outcome_of(exc)
+        report_worker_health_check(
+            outcome is ExecutionStatus.SUCCEEDED and self._passed,
+            cancelled=outcome is ExecutionStatus.CANCELLED,
+        )
 
 
 def health_check() -> HealthProbe:

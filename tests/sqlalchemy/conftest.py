@@ -9,32 +9,17 @@ from typing import Any, Callable
 
 import pytest
 from models import Base
-from sqlalchemy import Engine, create_engine, event
-from tangle_like import TangleBase
+from sqlalchemy_database import Database
 
-from opentelemetry_instrumentation_execstatus.status_columns import (
+from opentelemetry_instrumentation_execstatus.adapters.sqlalchemy import (
     StatusColumn,
     instrument_status_column,
 )
 
 
-class Database:
-    def __init__(self, path: Path) -> None:
-        self.url = f"sqlite:///{path}"
-        self.engine: Engine = create_engine(self.url)
-        self.statements: list[str] = []
-        event.listen(self.engine, "before_cursor_execute", self._count)
-        Base.metadata.create_all(self.engine)
-        TangleBase.metadata.create_all(self.engine)
-        self.statements.clear()
-
-    def _count(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        self.statements.append(" ".join(statement.split()))
-
-
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database(tmp_path / "executions.db")
+    database = Database(tmp_path / "executions.db", Base.metadata)
     yield database
     database.engine.dispose()
 

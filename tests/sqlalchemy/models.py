@@ -1,14 +1,18 @@
 """Models of a small database-backed orchestrator: runs and their jobs, each with a status.
 
-``Job.move_to`` is the orchestrator's one transition helper, as in seed 000: it assigns the
-status and the time it changed in the same unit of work.
+``Job.move_to`` is the orchestrator's one transition helper: it assigns the status and the
+time it changed in the same unit of work, so storing that time costs no extra UPDATE.
 """
+
+# SQLAlchemy evaluates the ``Mapped`` annotations at runtime: ``Optional``, which Python 3.9
+# can evaluate, not ``X | None``.
+# ruff: noqa: UP045
 
 from __future__ import annotations
 
 import enum
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Optional
 
 from sqlalchemy import JSON, ForeignKey, PickleType, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -31,7 +35,7 @@ class Run(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     pipeline: Mapped[str] = mapped_column(String(64))
-    status: Mapped[Status | None] = mapped_column(default=None)
+    status: Mapped[Optional[Status]] = mapped_column(default=None)
 
 
 class Job(Base):
@@ -39,9 +43,9 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
-    run_id: Mapped[int | None] = mapped_column(ForeignKey("run.id"), default=None)
-    status: Mapped[Status | None] = mapped_column(default=None)
-    status_changed_at: Mapped[datetime | None] = mapped_column(default=None)
+    run_id: Mapped[Optional[int]] = mapped_column(ForeignKey("run.id"), default=None)
+    status: Mapped[Optional[Status]] = mapped_column(default=None)
+    status_changed_at: Mapped[Optional[datetime]] = mapped_column(default=None)
 
     def move_to(self, status: Status, at: datetime | None = None) -> None:
         self.status = status
@@ -54,7 +58,7 @@ class Chore(Base):
     __tablename__ = "chore"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    status: Mapped[str | None] = mapped_column(String(32), default=None)
+    status: Mapped[Optional[str]] = mapped_column(String(32), default=None)
 
 
 class Document(Base):
@@ -63,7 +67,7 @@ class Document(Base):
     __tablename__ = "document"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    status: Mapped[Any | None] = mapped_column(JSON(none_as_null=True), default=None)
+    status: Mapped[Optional[Any]] = mapped_column(JSON(none_as_null=True), default=None)
 
 
 def _same_object(a: Any, b: Any) -> bool:
@@ -83,9 +87,9 @@ class Oddity(Base):
     __tablename__ = "oddity"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    status: Mapped[Any | None] = mapped_column(_anything(), default=None)
-    label: Mapped[Any | None] = mapped_column(_anything(), default=None)
-    name: Mapped[Any | None] = mapped_column(_anything(), default=None)
-    pipeline: Mapped[Any | None] = mapped_column(_anything(), default=None)
-    parent: Mapped[Any | None] = mapped_column(_anything(), default=None)
-    changed_at: Mapped[Any | None] = mapped_column(_anything(), default=None)
+    status: Mapped[Optional[Any]] = mapped_column(_anything(), default=None)
+    label: Mapped[Optional[Any]] = mapped_column(_anything(), default=None)
+    name: Mapped[Optional[Any]] = mapped_column(_anything(), default=None)
+    pipeline: Mapped[Optional[Any]] = mapped_column(_anything(), default=None)
+    parent: Mapped[Optional[Any]] = mapped_column(_anything(), default=None)
+    changed_at: Mapped[Optional[Any]] = mapped_column(_anything(), default=None)

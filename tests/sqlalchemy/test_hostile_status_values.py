@@ -18,16 +18,14 @@ from enum import Enum
 from typing import Any, Callable, NamedTuple
 
 import pytest
-from conftest import Database
 from models import Document, Oddity
 from sqlalchemy.orm import Session
+from sqlalchemy_database import Database
 from support import Telemetry
 
 from opentelemetry_instrumentation_execstatus import telemetry
-from opentelemetry_instrumentation_execstatus.status_columns import (
-    StatusColumn,
-    _as_timestamp,
-)
+from opentelemetry_instrumentation_execstatus.adapters.sqlalchemy import StatusColumn
+from opentelemetry_instrumentation_execstatus.adapters.sqlalchemy.rows import as_timestamp
 
 MAP = {"QUEUED": "queued", "RUNNING": "running", "SUCCEEDED": "succeeded"}
 LIFE = ("QUEUED", "RUNNING", "SUCCEEDED")
@@ -415,4 +413,4 @@ def test_a_hostile_value_in_another_column_leaves_only_exportable_telemetry(
     ],
 )
 def test_stored_times_are_read_from_the_column_types_databases_give(stored, expected):
-    assert _as_timestamp(stored) == expected
+    assert as_timestamp(stored) == expected

@@ -7,16 +7,15 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 import pytest
-from conftest import Database
 from models import Chore, Job, Run, Status
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
+from sqlalchemy_database import Database
 from support import Telemetry
 
-from opentelemetry_instrumentation_execstatus import status_columns, telemetry
-from opentelemetry_instrumentation_execstatus.status_columns import (
-    StatusColumn,
-)
+from opentelemetry_instrumentation_execstatus import telemetry
+from opentelemetry_instrumentation_execstatus.adapters.sqlalchemy import StatusColumn
+from opentelemetry_instrumentation_execstatus.adapters.sqlalchemy.transactions import after_commit
 
 PAUSE = 0.05
 
@@ -392,7 +391,7 @@ def test_off_until_instrumented_and_removable(
 def test_the_last_column_removed_takes_the_session_listeners_with_it(
     columns: Callable[..., StatusColumn],
 ) -> None:
-    listening = (Session, "after_commit", status_columns._after_commit)
+    listening = (Session, "after_commit", after_commit)
     first, second = columns(Job.status), columns(Run.status)
     assert event.contains(*listening)
     first.remove()

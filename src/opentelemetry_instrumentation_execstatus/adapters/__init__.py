@@ -18,9 +18,17 @@ def all_adapters() -> list[type[Adapter]]:
     from opentelemetry_instrumentation_execstatus.adapters.routilux_legacy import (
         RoutiluxLegacyAdapter,
     )
+    from opentelemetry_instrumentation_execstatus.adapters.sqlalchemy import SQLAlchemyAdapter
     from opentelemetry_instrumentation_execstatus.adapters.tangle import TangleAdapter
 
-    return [RoutiluxAdapter, RoutiluxLegacyAdapter, OrcapodAdapter, LoomAdapter, TangleAdapter]
+    return [
+        RoutiluxAdapter,
+        RoutiluxLegacyAdapter,
+        OrcapodAdapter,
+        LoomAdapter,
+        SQLAlchemyAdapter,
+        TangleAdapter,
+    ]
 
 
 __all__ = ["Adapter", "all_adapters"]

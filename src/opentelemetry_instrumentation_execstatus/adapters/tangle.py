@@ -1,9 +1,11 @@
-"""Tangle (``cloud_pipelines_backend``): its execution nodes' status column, instrumented.
+"""Tangle (``cloud_pipelines_backend``): a preset of the SQLAlchemy status columns, and its
+launchers as workers.
 
 Tangle keeps every execution node in a database and assigns
 ``ExecutionNode.container_execution_status`` from many places in its orchestrator loop, so the
 adapter patches no code: when ``backend_types_sql`` is imported it instruments that column
-(see ``status_columns``), with Tangle's vocabulary:
+with the SQLAlchemy status columns (``adapters.sqlalchemy``), reported through this adapter,
+with Tangle's vocabulary:
 
 - ``ContainerExecutionStatus`` maps onto the canonical statuses (``PENDING`` is Tangle's
   "starting": a launched container not yet running; a suspended node goes back to it);
@@ -21,7 +23,10 @@ Tangle's launchers are its workers: a launch is a spawn (``launch_container_task
 of a launched container a health check (``get_refreshed_launched_container_from_dict``: it
 fails when the container cannot be found or read), a termination a drain
 (``LaunchedContainer.terminate``). ``terminate`` only asks for the end (Kubernetes has a grace
-period), so drains are counted but have no duration: it would not be the drain's.
+period), so drains are counted but have no duration: it would not be the drain's. A call
+interrupted (``KeyboardInterrupt``, ``SystemExit``) follows the rule for workers: a launch is a
+failed spawn (``context_canceled``), a refresh is no verdict and not counted, a termination is
+a failed drain.
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ from enum import Enum
 from types import ModuleType
 from typing import Any, Callable, Final
 
-from opentelemetry_instrumentation_execstatus import telemetry
-from opentelemetry_instrumentation_execstatus.adapters import Adapter
+from opentelemetry_instrumentation_execstatus.adapters.base import Adapter
+from opentelemetry_instrumentation_execstatus.adapters.outcomes import StatusMap
 from opentelemetry_instrumentation_execstatus.patching import AnyPatch, OnImport, Wrapper, wrap
 from opentelemetry_instrumentation_execstatus.semconv import (
     ExecutionLevel,
@@ -40,9 +45,7 @@ from opentelemetry_instrumentation_execstatus.semconv import (
     Orchestrator,
     SpawnFailureReason,
 )
-from opentelemetry_instrumentation_execstatus.workers import WorkerRecorder
-
-TANGLE = Orchestrator.TANGLE
+from opentelemetry_instrumentation_execstatus.telemetry import Telemetry
 
 TANGLE_STATUSES: Final[Mapping[str, ExecutionStatus]] = {
     "INVALID": ExecutionStatus.FAILED,  # an ended node whose task could not be run as given
@@ -60,13 +63,23 @@ TANGLE_STATUSES: Final[Mapping[str, ExecutionStatus]] = {
 }
 """``ContainerExecutionStatus`` value -> canonical status; any other value is ``unknown``."""
 
+CONTAINER_STATUS = StatusMap(TANGLE_STATUSES, case_sensitive=True)
+
 EXTRA_DATA: Final = "extra_data"
 REUSED_FROM: Final = "reused_from_execution_node_id"
 STATUS_HISTORY: Final = "container_execution_status_history"
 
-
-def _value(raw: Any) -> Any:
-    return raw.value if isinstance(raw, Enum) else raw
+MODELS_MODULE: Final = "cloud_pipelines_backend.backend_types_sql"
+LAUNCHER_MODULES: Final = tuple(
+    f"cloud_pipelines_backend.launchers.{name}"
+    for name in (
+        "local_docker_launchers",
+        "kubernetes_launchers",
+        "google_kubernetes_launchers",
+        "huggingface_launchers",
+        "skypilot_launchers",
+    )
+)
 
 
 def _extra_data(loaded: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -76,7 +89,7 @@ def _extra_data(loaded: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def tangle_status(raw: Any, loaded: Mapping[str, Any]) -> ExecutionStatus:
     """A node's canonical status; a success reused from the cache is ``cached``."""
-    status = TANGLE_STATUSES.get(_value(raw), ExecutionStatus.UNKNOWN)
+    status = CONTAINER_STATUS(raw)
     if status is ExecutionStatus.SUCCEEDED and _extra_data(loaded).get(REUSED_FROM):
         return ExecutionStatus.CACHED
     return status
@@ -91,50 +104,11 @@ def tangle_status_changed_at(loaded: Mapping[str, Any], previous: Any) -> Any:
     history = _extra_data(loaded).get(STATUS_HISTORY)
     if not isinstance(history, list):
         return None
-    wanted = _value(previous)
+    wanted = previous.value if isinstance(previous, Enum) else previous
     for entry in reversed(history):
         if isinstance(entry, Mapping) and entry.get("status") == wanted:
             return entry.get("first_observed_at")
     return None
-
-
-def instrument_execution_nodes(execution_node: type) -> Callable[[], None]:
-    """Instrument a Tangle-shaped ``ExecutionNode`` model; returns what undoes it."""
-    from opentelemetry_instrumentation_execstatus.status_columns import (
-        instrument_status_column,
-    )
-
-    column = instrument_status_column(
-        execution_node.container_execution_status,  # type: ignore[attr-defined]
-        name="task_id_in_parent_execution",
-        parent="parent_execution_id",
-        changed_at=tangle_status_changed_at,
-        statuses=tangle_status,
-        level=ExecutionLevel.STEP,
-        orchestrator=TANGLE,
-    )
-    return column.remove
-
-
-def _reporting(report: Callable[[WorkerRecorder, Exception | None], None]) -> Wrapper:
-    """A wrapper that reports each call's outcome: ``None`` when it returned, the exception
-    when it raised one. A call interrupted by a BaseException that is not an Exception (a
-    cancellation, an exit) reports nothing: it gave no verdict."""
-
-    def wrapper(wrapped: Any, _instance: Any, args: tuple, kwargs: dict) -> Any:
-        try:
-            result = wrapped(*args, **kwargs)
-        except Exception as error:
-            live = telemetry.current()
-            if live is not None:
-                report(live.workers, error)
-            raise
-        live = telemetry.current()
-        if live is not None:
-            report(live.workers, None)
-        return result
-
-    return wrapper
 
 
 def _spawn_failure(error: Exception) -> SpawnFailureReason:
@@ -143,66 +117,73 @@ def _spawn_failure(error: Exception) -> SpawnFailureReason:
     )
 
 
-LAUNCHER_METHODS: Final[dict[str, Wrapper]] = {
-    "launch_container_task": _reporting(
-        lambda workers, error: workers.spawn(
-            TANGLE, error is None, None if error is None else _spawn_failure(error)
-        )
-    ),
-    "get_refreshed_launched_container_from_dict": _reporting(
-        lambda workers, error: workers.health_check(TANGLE, error is None)
-    ),
-    "terminate": _reporting(lambda workers, error: workers.drain(TANGLE, error is None)),
-}
-LAUNCHER_MODULES: Final = tuple(
-    f"cloud_pipelines_backend.launchers.{name}"
-    for name in (
-        "local_docker_launchers",
-        "kubernetes_launchers",
-        "google_kubernetes_launchers",
-        "huggingface_launchers",
-        "skypilot_launchers",
-    )
-)
-
-
-def instrument_launchers(module: ModuleType) -> Callable[[], None]:
-    """Wrap the launch, refresh and terminate methods the classes of ``module`` define.
-
-    Each concrete launcher overrides the interface's methods, so they are wrapped where they
-    are defined (a subclass that inherits one is covered by its base). Returns what undoes it.
-    """
-    undo: list[Callable[[], None]] = []
-
-    def unwrap_all() -> None:
-        for step in reversed(undo):
-            step()
-
-    try:
-        for cls in list(vars(module).values()):
-            if not isinstance(cls, type) or cls.__module__ != module.__name__:
-                continue
-            for method, wrapper in LAUNCHER_METHODS.items():
-                if callable(cls.__dict__.get(method)):
-                    undo.append(wrap(cls, method, wrapper))
-    except Exception:
-        unwrap_all()  # all or nothing: a half-wrapped module would outlive uninstrument()
-        raise
-    return unwrap_all
-
-
 class TangleAdapter(Adapter):
     name = "tangle"
     orchestrator = Orchestrator.TANGLE
     top_module = "cloud_pipelines_backend"
     distribution = None  # Tangle is not published as a distribution
 
+    def __init__(self, telemetry: Telemetry) -> None:
+        super().__init__(telemetry)
+        self._launcher_methods: dict[str, Wrapper] = {
+            "launch_container_task": self.workers.spawn_call(reason_of=_spawn_failure),
+            "get_refreshed_launched_container_from_dict": self.workers.health_check_call(),
+            "terminate": self.workers.drain_call(timed=False),
+        }
+
     def patches(self) -> list[AnyPatch]:
         return [
-            OnImport("cloud_pipelines_backend.backend_types_sql", _instrument_models),
-            *(OnImport(module, instrument_launchers) for module in LAUNCHER_MODULES),
+            OnImport(MODELS_MODULE, self._instrument_models),
+            *(OnImport(module, self.instrument_launchers) for module in LAUNCHER_MODULES),
         ]
 
+    def instrument_execution_nodes(self, execution_node: type) -> Callable[[], None]:
+        """Instrument a Tangle-shaped ``ExecutionNode`` model, reported through this adapter;
+        returns what undoes it."""
+        from opentelemetry_instrumentation_execstatus.adapters.sqlalchemy.column import (
+            StatusColumn,
+        )
+        from opentelemetry_instrumentation_execstatus.adapters.sqlalchemy.rows import RowReader
 
-def _instrument_models(module: ModuleType) -> Callable[[], None]:
-    return instrument_execution_nodes(module.ExecutionNode)
+        column = StatusColumn(
+            RowReader(
+                execution_node.container_execution_status,  # type: ignore[attr-defined]
+                name="task_id_in_parent_execution",
+                parent="parent_execution_id",
+                changed_at=tangle_status_changed_at,
+                statuses=tangle_status,
+            ),
+            level=ExecutionLevel.STEP,
+            orchestrator=self.orchestrator,
+            reporter=self,
+        )
+        column.listen()
+        return column.remove
+
+    def instrument_launchers(self, module: ModuleType) -> Callable[[], None]:
+        """Wrap the launch, refresh and terminate methods the classes of ``module`` define.
+
+        Each concrete launcher overrides the interface's methods, so they are wrapped where
+        they are defined (a subclass that inherits one is covered by its base). Returns what
+        undoes it.
+        """
+        undo: list[Callable[[], None]] = []
+
+        def unwrap_all() -> None:
+            for step in reversed(undo):
+                step()
+
+        try:
+            for cls in list(vars(module).values()):
+                if not isinstance(cls, type) or cls.__module__ != module.__name__:
+                    continue
+                for method, wrapper in self._launcher_methods.items():
+                    if callable(cls.__dict__.get(method)):
+                        undo.append(wrap(cls, method, wrapper))
+        except Exception:
+            unwrap_all()  # all or nothing: a half-wrapped module would outlive uninstrument()
+            raise
+        return unwrap_all
+
+    def _instrument_models(self, module: ModuleType) -> Callable[[], None]:
+        return self.instrument_execution_nodes(module.ExecutionNode)

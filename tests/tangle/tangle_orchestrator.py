@@ -1,6 +1,7 @@
 """A second process working on Tangle-like nodes another process queued, as Tangle's
-orchestrator does with the runs its API server creates. Run under ``opentelemetry-instrument``;
-it applies the Tangle preset to the model, as the instrumentation does to Tangle's own.
+orchestrator does with the runs its API server creates. Run under ``opentelemetry-instrument``
+with the Tangle-shaped package on ``PYTHONPATH``: like Tangle's own orchestrator, it imports
+Tangle's modules after the instrumentation started, which patches them on import.
 
 Usage: tangle_orchestrator.py DATABASE_URL
 """
@@ -9,17 +10,16 @@ from __future__ import annotations
 
 import sys
 
+from cloud_pipelines_backend.backend_types_sql import ContainerExecutionStatus as Status
+from cloud_pipelines_backend.backend_types_sql import ExecutionNode
+from cloud_pipelines_backend.launchers.local_docker_launchers import DockerContainerLauncher
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
-from tangle_like import ContainerExecutionStatus as Status
-from tangle_like import ExecutionNode
-
-from opentelemetry_instrumentation_execstatus.adapters.tangle import instrument_execution_nodes
 
 
 def main(url: str) -> None:
-    instrument_execution_nodes(ExecutionNode)
     engine = create_engine(url)
+    launcher = DockerContainerLauncher()
     with Session(engine) as session:
         nodes = {
             node.task_id_in_parent_execution: node
@@ -29,7 +29,8 @@ def main(url: str) -> None:
                 )
             )
         }
-        for node in nodes.values():
+        for task_id, node in nodes.items():
+            launcher.launch_container_task(component_spec=task_id)
             node.container_execution_status = Status.PENDING
         session.commit()
         for node in nodes.values():

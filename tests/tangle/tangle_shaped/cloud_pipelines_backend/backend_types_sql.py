@@ -1,17 +1,22 @@
-"""A model built like Tangle's ``ExecutionNode`` (``cloud_pipelines_backend.backend_types_sql``).
+"""A model built like Tangle's ``ExecutionNode``, in the module Tangle defines it in.
 
-Tangle is not on the package registries, so the tests instrument this model with the Tangle
-preset: the same status enum, the same ``extra_data`` JSON column (a MutableDict, as Tangle
-maps ``dict``), the same parent and task-id columns, and the same listener Tangle registers to
-keep a status history with ``first_observed_at`` in ``extra_data``. No Tangle code is copied.
+Tangle is not on the package registries, so the tests import this module under Tangle's own
+name, and the instrumentation applies its Tangle preset to it as it would to Tangle's: the same
+status enum, the same ``extra_data`` JSON column (a MutableDict, as Tangle maps ``dict``), the
+same parent and task-id columns, and the same listener Tangle registers to keep a status
+history with ``first_observed_at`` in ``extra_data``. No Tangle code is copied.
 """
+
+# SQLAlchemy evaluates the ``Mapped`` annotations at runtime: ``Optional``, which Python 3.9
+# can evaluate, not ``X | None``.
+# ruff: noqa: UP045
 
 from __future__ import annotations
 
 import enum
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Optional
 
 from sqlalchemy import JSON, ForeignKey, event
 from sqlalchemy.ext.mutable import MutableDict
@@ -44,14 +49,14 @@ class ExecutionNode(TangleBase):
 
     id: Mapped[str] = mapped_column(primary_key=True, default=lambda: uuid.uuid4().hex)
     task_spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    parent_execution_id: Mapped[str | None] = mapped_column(
+    parent_execution_id: Mapped[Optional[str]] = mapped_column(
         ForeignKey("execution_node.id"), default=None
     )
-    task_id_in_parent_execution: Mapped[str | None] = mapped_column(default=None)
-    container_execution_status: Mapped[ContainerExecutionStatus | None] = mapped_column(
+    task_id_in_parent_execution: Mapped[Optional[str]] = mapped_column(default=None)
+    container_execution_status: Mapped[Optional[ContainerExecutionStatus]] = mapped_column(
         default=None, index=True
     )
-    extra_data: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    extra_data: Mapped[Optional[dict[str, Any]]] = mapped_column(default=None)
 
 
 @event.listens_for(ExecutionNode.container_execution_status, "set")

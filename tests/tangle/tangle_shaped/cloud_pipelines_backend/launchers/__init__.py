@@ -1,0 +1,1 @@
+"""Tangle's launchers: the classes that start, refresh and terminate containers."""
