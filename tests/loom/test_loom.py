@@ -6,6 +6,7 @@ import logging
 import sys
 import threading
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -14,6 +15,7 @@ import pytest
 import wrapt
 from loom.core.observability.runtime import ObservabilityRuntime
 from loom.etl import ETLPipeline, ETLProcess, ETLStep, Format, IntoFile
+from loom.etl.compiler import ETLCompiler
 from loom.etl.executor._executor import ETLExecutor
 from opentelemetry.trace import StatusCode
 from support import EXAMPLES, console_points, console_spans, run_example_instrumented
@@ -235,7 +237,11 @@ def _run_hooked(
 
 @pytest.mark.parametrize(
     ("error", "status"),
-    [(LookupError("no such partition"), "failed"), (KeyboardInterrupt(), "cancelled")],
+    [
+        (LookupError("no such partition"), "failed"),
+        (KeyboardInterrupt(), "cancelled"),
+        (SystemExit(3), "cancelled"),
+    ],
 )
 def test_exception_passes_through_and_ends_every_level(
     instrument, tmp_path, monkeypatch, error, status
@@ -256,13 +262,95 @@ def test_exception_passes_through_and_ends_every_level(
         assert _statuses(spans[name]) == ["running", status]
     if status == "failed":
         assert spans["Hooked"].attributes["error.type"] == "LookupError"
-    else:  # loom emits no event at all for a KeyboardInterrupt: ended as the call unwinds
+    else:  # loom emits no event at all for an interrupt: ended as the call unwinds
         assert spans["RUN HookedRun"].attributes["cicd.pipeline.result"] == "cancellation"
         assert "error.type" not in spans["Hooked"].attributes
     assert otel.transition_counts(execution_level="pipeline") == {("running", status): 1}
     assert otel.transition_counts(cicd_pipeline_task_name="HookedStage") == {("running", status): 1}
     assert otel.transition_counts(cicd_pipeline_task_name="Hooked") == {("running", status): 1}
     assert set(otel.sums("execution.active").values()) == {0}
+    assert telemetry.current().tracker.in_flight_count() == 0
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt(), SystemExit(3)])
+def test_interrupt_in_a_sequential_step_cancels_every_level_it_unwinds(
+    instrument, tmp_path, monkeypatch, interrupt
+):
+    """The interrupt rule on the main thread: the step, its process and its pipeline end
+    ``cancelled``, with no ``error.type``; the process after it never starts."""
+    otel = instrument()
+
+    def stop() -> None:
+        raise interrupt
+
+    with pytest.raises(type(interrupt)) as raised:
+        _run_hooked(tmp_path, LateRun, stop, monkeypatch)
+    assert raised.value is interrupt
+
+    spans = _ours(otel)
+    assert sorted(spans) == ["Hooked", "LateStage", "RUN LateRun"]
+    for span in spans.values():
+        assert span.attributes["execution.status"] == "cancelled"
+        assert "error.type" not in span.attributes
+        assert not [e for e in span.events if e.name == "exception"]
+        assert span.status.status_code is StatusCode.UNSET
+        assert _statuses(span) == ["running", "cancelled"]
+    assert spans["RUN LateRun"].attributes["cicd.pipeline.result"] == "cancellation"
+    assert spans["LateStage"].attributes["cicd.pipeline.task.run.result"] == "cancellation"
+    for level in ("pipeline", "stage", "step"):
+        assert otel.transition_counts(execution_level=level) == {("running", "cancelled"): 1}
+    assert set(otel.sums("execution.active").values()) == {0}
+    assert telemetry.current().tracker.in_flight_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (LookupError("no such partition"), "failed"),
+        (KeyboardInterrupt(), "cancelled"),
+        (SystemExit(3), "cancelled"),
+    ],
+)
+@pytest.mark.parametrize("scope", ["process", "step"])
+def test_a_process_or_step_run_on_its_own_ends_by_its_outcome(
+    instrument, tmp_path, monkeypatch, scope, error, status
+):
+    """``ETLExecutor.run_process`` / ``run_step`` called directly, under the caller's span."""
+    otel = instrument()
+
+    def fail() -> None:
+        raise error
+
+    monkeypatch.setattr(Hooked, "action", staticmethod(fail), raising=False)
+    directory = str(tmp_path)
+    params = OrdersParams(out_dir=directory)
+    executor = ETLExecutor(
+        loom_pipeline.PolarsSourceReader(directory), loom_pipeline.PolarsTargetWriter(directory)
+    )
+    compiler = ETLCompiler()
+    if scope == "process":
+        run = partial(executor.run_process, compiler.compile_process(LateStage), params)
+    else:
+        run = partial(executor.run_step, compiler.compile_step(Hooked), params)
+    tracer = otel.tracer_provider.get_tracer("app")
+    with tracer.start_as_current_span("caller") as caller, pytest.raises(type(error)) as raised:
+        run()
+    assert raised.value is error
+
+    spans = _ours(otel)
+    outermost = "LateStage" if scope == "process" else "Hooked"
+    assert sorted(spans) == sorted({"Hooked", outermost})
+    assert spans[outermost].parent.span_id == caller.get_span_context().span_id
+    for span in spans.values():
+        assert span.attributes["execution.status"] == status
+        if status == "failed":
+            assert span.attributes["error.type"] == "LookupError"
+            assert span.status.status_code is StatusCode.ERROR
+        else:
+            assert "error.type" not in span.attributes
+            assert not [e for e in span.events if e.name == "exception"]
+            assert span.status.status_code is StatusCode.UNSET
+    assert otel.transition_counts(execution_level="step") == {("running", status): 1}
     assert telemetry.current().tracker.in_flight_count() == 0
 
 

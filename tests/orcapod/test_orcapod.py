@@ -19,7 +19,8 @@ from orcapod.sources import DictSource
 from support import EXAMPLES, console_points, console_spans, run_example_instrumented
 
 from opentelemetry_instrumentation_execstatus import telemetry
-from opentelemetry_instrumentation_execstatus.adapters.orcapod import _Run, _RunObserver
+from opentelemetry_instrumentation_execstatus.adapters import calls
+from opentelemetry_instrumentation_execstatus.adapters.orcapod import OrcapodAdapter
 
 sys.path.insert(0, str(EXAMPLES))
 import orcapod_pipeline
@@ -244,9 +245,61 @@ def test_run_async_inside_a_running_loop(instrument):
     assert sorted(_stages(otel, run)) == sorted(NODES)
 
 
+# What ``double_or_stop`` raises on item 2: set by each test.
+STOP: dict[str, BaseException] = {}
+
+
+@function_pod(output_keys="doubled")
+def double_or_stop(x: int) -> int:
+    """Fails on 1 (orcapod goes on with the other items), is interrupted on 2."""
+    if x == 1:
+        raise ValueError("cannot double 1")
+    if x == 2:
+        raise STOP["interrupt"]
+    return 2 * x
+
+
+SLOW_STARTED: list[int] = []  # the items ``slow_double`` has started
+
+
+@function_pod(output_keys="doubled", function_name="double")
+async def slow_double(x: int) -> int:
+    """The example's ``double`` (its node is the same stage), but slow: an item still runs
+    whenever its run is cancelled."""
+    SLOW_STARTED.append(x)
+    await asyncio.sleep(30)
+    return 2 * x
+
+
+def _job(name: str, pod) -> PipelineJob:
+    numbers = DictSource(
+        [{"id": i, "x": i} for i in range(4)], tag_columns="id", source_id="numbers"
+    )
+    with Pipeline(name) as pipeline:
+        orcapod_pipeline.add_one.pod(pod.pod(numbers))
+    return PipelineJob.from_pipeline(
+        pipeline, store=InMemoryArrowDatabase(), sources={"numbers": numbers}
+    )
+
+
+def _items(otel, stage):
+    return {
+        s.attributes["cicd.pipeline.task.run.id"]: s
+        for s in otel.spans()
+        if s.parent is not None and s.parent.span_id == stage.context.span_id
+    }
+
+
+def _cancelled_without_error(span):
+    assert span.attributes["execution.status"] == "cancelled", span.name
+    assert "error.type" not in span.attributes, span.name
+    assert not [e for e in span.events if e.name == "exception"], span.name
+    assert span.status.status_code is StatusCode.UNSET, span.name
+
+
 def test_cancelled_async_run_closes_its_open_nodes_and_items(instrument):
     otel = instrument()
-    job = orcapod_pipeline.build()
+    job = _job(PIPELINE, slow_double)
 
     class CancelOnFirstItem(RecordingObserver):
         """A user observer that cancels the run's task as soon as an item starts."""
@@ -280,6 +333,76 @@ def test_cancelled_async_run_closes_its_open_nodes_and_items(instrument):
     assert telemetry.current().tracker.in_flight_count() == 0
 
 
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_an_interrupted_item_cancels_its_node_and_run(instrument, monkeypatch, interrupt):
+    """The interrupt rule: an interrupt raised in an item function ends the item, its node and
+    its run ``cancelled``, with no error.type, although an earlier item of the node failed;
+    orcapod calls no hook for it (it catches only ``Exception``).
+
+    Run on the sync orchestrator. On the async ones an interrupt escapes the event loop from a
+    task, and asyncio abandons the loop's other tasks, orcapod's among them: they are closed
+    only when collected, where orcapod's coroutines ignore GeneratorExit (an unraisable error,
+    which fails whichever test is running then)."""
+    otel = instrument(item_spans=True)
+    stop = interrupt()
+    monkeypatch.setitem(STOP, "interrupt", stop)
+    job = _job("stopped", double_or_stop)
+
+    with pytest.raises(interrupt) as raised:
+        job.run(orchestrator=SyncPipelineOrchestrator())
+    assert raised.value is stop
+
+    run = otel.span("RUN stopped")
+    stages = _stages(otel, run)
+    node = stages["double_or_stop"]
+    items = _items(otel, node)
+    assert items["id=1"].attributes["execution.status"] == "failed"
+    assert items["id=1"].attributes["error.type"] == "ValueError"
+    for span in (items["id=2"], node, run):
+        _cancelled_without_error(span)
+    assert run.attributes["cicd.pipeline.result"] == "cancellation"
+    assert node.attributes["cicd.pipeline.task.run.result"] == "cancellation"
+    assert sorted(stages) == ["double_or_stop", "numbers"]  # add_one never started
+    assert stages["numbers"].attributes["execution.status"] == "succeeded"
+    assert items["id=0"].attributes["execution.status"] == "succeeded"
+    assert sorted(items) == ["id=0", "id=1", "id=2"]  # the run stopped at item 2
+    assert otel.transition_counts(execution_level="pipeline") == {("running", "cancelled"): 1}
+    assert set(otel.sums("execution.active").values()) == {0}
+    assert telemetry.current().tracker.in_flight_count() == 0
+
+
+def test_run_async_cancelled_from_another_task_is_cancelled(instrument):
+    """asyncio cancellation from outside the run (the caller cancels its task, as a timeout
+    does) ends the run, its open nodes and its items ``cancelled``, with no error.type."""
+    otel = instrument(item_spans=True)
+    job = _job("slow", slow_double)
+    SLOW_STARTED.clear()
+
+    async def main():
+        run = asyncio.ensure_future(
+            AsyncPipelineOrchestrator().run_async(job.dag, pipeline_uri="slow@1")
+        )
+        while len(SLOW_STARTED) < 4 and not run.done():
+            await asyncio.sleep(0.005)
+        run.cancel()
+        await run
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(main())
+
+    run = otel.span("RUN slow")
+    stages = _stages(otel, run)
+    assert stages["numbers"].attributes["execution.status"] == "succeeded"
+    for name in ("double", "add_one"):
+        _cancelled_without_error(stages[name])
+    items = _items(otel, stages["double"])
+    assert sorted(items) == ["id=0", "id=1", "id=2", "id=3"]
+    for span in (*items.values(), run):
+        _cancelled_without_error(span)
+    assert otel.transition_counts(execution_level="item") == {("running", "cancelled"): 4}
+    assert telemetry.current().tracker.in_flight_count() == 0
+
+
 def test_fail_fast_reraises_exactly_as_without_instrumentation(instrument):
     def failure():
         job = orcapod_pipeline.build()
@@ -292,8 +415,10 @@ def test_fail_fast_reraises_exactly_as_without_instrumentation(instrument):
     error, traceback = failure()
 
     assert type(error) is type(bare_error)
-    # The same frames, plus the instrumentation's one wrapper frame.
-    assert [e.name for e in traceback if e.name != "_wrap_run"] == [e.name for e in bare_traceback]
+    # The same frames, plus the instrumentation's one wrapper frame (the kit's call wrapper).
+    ours = [e for e in traceback if str(e.path) == calls.__file__]
+    assert [e.name for e in ours] == ["wrapper"]
+    assert [e.name for e in traceback if e not in ours] == [e.name for e in bare_traceback]
     assert traceback[-1].name == "double"
     run = otel.span(f"RUN {PIPELINE}")
     assert run.attributes["execution.status"] == "failed"
@@ -361,13 +486,13 @@ def test_item_spans_when_asked_for(instrument):
     assert failed.attributes["error.type"] == "ValueError"
 
 
-def test_seed_packet_hook_names_reach_the_same_telemetry(instrument):
+def test_main_branch_packet_hook_names_reach_the_same_telemetry(instrument):
     """orcapod's main branch calls on_packet_*; our observer answers both vocabularies."""
     otel = instrument()
     job = orcapod_pipeline.build()
     (tag, packet), *_ = job.nodes["numbers"].iter_data()
-    run = _Run(telemetry.current().tracker, serial=-1, item_spans=False)
-    root = _RunObserver(run, no_op_logger=None)
+    run = OrcapodAdapter(telemetry.current()).new_run()
+    root = run.observer
     root.on_run_start("packet-run", pipeline_uri="packets@1")
     node = root.contextualize("double", "v0")
     node.on_node_start("double", "hash-1", tag_keys=("id",), pipeline_path=("packets",))

@@ -6,31 +6,43 @@ calls one of them). Each call gets a fresh observer of ours, passed to the orche
 the user's through orcapod's own ``CompositeObserver``, so the user's ``StatusObserver``,
 ``LoggingObserver`` or home-made observer receives every event as before, and its data logger is
 still the one used (ours offers only orcapod's no-op logger). The observer answers both hook
-vocabularies: ``on_data_*`` of the PyPI releases and ``on_packet_*`` of orcapod's main branch.
+vocabularies: ``on_data_*`` and ``create_data_logger`` of the PyPI releases, ``on_packet_*`` and
+``create_packet_logger`` of orcapod's main branch. When nothing records, the orchestrator is
+called as it was, with the user's observer alone.
 
 Status mapping: a run is ``running`` from ``on_run_start``; a node (stage) from ``on_node_start``;
 a data item from ``on_data_start``, ending ``cached`` on a cache hit (never ``succeeded``: a hit
 is a signal), ``succeeded`` when computed, ``failed`` on a crash. A node ends ``failed`` if any of
 its items failed, ``cached`` if all of its items were cache hits, else ``succeeded``; the run
-likewise over all items, and ``failed`` with the exception when the orchestrator raises
-(``cancelled`` for KeyboardInterrupt or asyncio cancellation).
+likewise over all items (``failed`` with the first failed item's ``error.type``, and no exception
+event: the run itself went on). When the orchestrator raises, the run ends by ``outcome_of``:
+``failed`` with the exception, or ``cancelled`` for an interrupt (``KeyboardInterrupt``,
+``SystemExit``) or asyncio cancellation, with no ``error.type``. orcapod catches only
+``Exception`` in an item, so an interrupted item gets no hook at all: it is ended ``cancelled``
+with its node and run. Under ``run_async`` such an interrupt stops the caller's event loop,
+which abandons the run's coroutine: the run ends ``cancelled`` when that coroutine is closed
+(collected), or at exit.
 
 The async orchestrator runs nodes concurrently and item hooks as tasks on one event-loop thread,
 so all state is keyed by (run, node, item) and held by the run's own observer, never by thread.
 orcapod skips ``on_node_end`` on some error paths and reports only ``on_run_end`` (no outcome),
-so nodes and items still open when the orchestrator returns are ended then, with the outcome the
-wrapper saw.
+so nodes and items still open when the orchestrator returns or raises are ended then: items
+``cancelled``; a node by its items when the run returned, ``cancelled`` when it was interrupted,
+and when it raised ``failed`` if one of its items failed, else ``cancelled`` (stopped by another
+node's failure).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Hashable
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from opentelemetry_instrumentation_execstatus import clock
-from opentelemetry_instrumentation_execstatus.adapters import Adapter
+from opentelemetry_instrumentation_execstatus.adapters.base import Adapter
+from opentelemetry_instrumentation_execstatus.adapters.calls import observe_call
+from opentelemetry_instrumentation_execstatus.identity import Identity
 from opentelemetry_instrumentation_execstatus.patching import Patch
 from opentelemetry_instrumentation_execstatus.safety import guarded
 from opentelemetry_instrumentation_execstatus.semconv import (
@@ -38,9 +50,10 @@ from opentelemetry_instrumentation_execstatus.semconv import (
     ExecutionStatus,
     Orchestrator,
 )
-from opentelemetry_instrumentation_execstatus.tracker import StatusTracker, error_type_of
+from opentelemetry_instrumentation_execstatus.telemetry import Telemetry
 
-ORCAPOD = Orchestrator.ORCAPOD
+SYNC_ORCHESTRATOR = "orcapod.pipeline.sync_orchestrator"
+ASYNC_ORCHESTRATOR = "orcapod.pipeline.async_orchestrator"
 
 
 class OrcapodAdapter(Adapter):
@@ -50,72 +63,44 @@ class OrcapodAdapter(Adapter):
     distribution = "orcapod"
     supported = ">= 0.1.4, < 0.2"
 
-    def __init__(self, telemetry: Any) -> None:
+    def __init__(self, telemetry: Telemetry) -> None:
         super().__init__(telemetry)
-        self._tracker: StatusTracker = telemetry.tracker
-        self._item_spans: bool = telemetry.config.item_spans
         # Run ids come from the user and can repeat; each orchestrator call is its own run.
         self._run_serials = itertools.count()
 
     def patches(self) -> list[Patch]:
+        # One wrapper for all three: run_async's coroutine is awaited by observe_call itself.
+        run = observe_call(
+            on_call=self._run_called,
+            arguments=lambda run, args, kwargs: (args, {**kwargs, "observer": run.observer}),
+            on_success=lambda run, _result: run.finish(None),
+            on_error=lambda run, error: run.finish(error),
+            name="orcapod run",
+        )
         return [
-            Patch(
-                "orcapod.pipeline.sync_orchestrator", "SyncPipelineOrchestrator.run", self._wrap_run
-            ),
-            Patch(
-                "orcapod.pipeline.async_orchestrator",
-                "AsyncPipelineOrchestrator.run",
-                self._wrap_run,
-            ),
-            Patch(
-                "orcapod.pipeline.async_orchestrator",
-                "AsyncPipelineOrchestrator.run_async",
-                self._wrap_run_async,
-            ),
+            Patch(SYNC_ORCHESTRATOR, "SyncPipelineOrchestrator.run", run),
+            Patch(ASYNC_ORCHESTRATOR, "AsyncPipelineOrchestrator.run", run),
+            Patch(ASYNC_ORCHESTRATOR, "AsyncPipelineOrchestrator.run_async", run),
         ]
 
-    def _wrap_run(
-        self, wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict
-    ) -> Any:
-        run = self._observe(kwargs)
-        if run is None:
-            return wrapped(*args, **kwargs)
-        try:
-            result = wrapped(*args, **{**kwargs, "observer": run.observer})
-        except BaseException as error:
-            run.finish(error)
-            raise
-        run.finish(None)
-        return result
-
-    def _wrap_run_async(
-        self, wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict
-    ) -> Any:
-        run = self._observe(kwargs)
-        if run is None:
-            return wrapped(*args, **kwargs)
-        return _finish_when_awaited(wrapped(*args, **{**kwargs, "observer": run.observer}), run)
-
-    @guarded
-    def _observe(self, kwargs: dict) -> _Run | None:
-        from orcapod.pipeline.composite_observer import CompositeObserver
+    def new_run(self) -> _Run:
+        """A run of ours for one orchestrator call, with its observer (next to the user's)."""
         from orcapod.pipeline.observer import NoOpLogger
 
-        run = _Run(self._tracker, next(self._run_serials), self._item_spans)
-        ours = _RunObserver(run, NoOpLogger())
-        user_observer = kwargs.get("observer")
-        run.observer = ours if user_observer is None else CompositeObserver(user_observer, ours)
+        run = _Run(self, next(self._run_serials))
+        run.observer = _RunObserver(run, NoOpLogger())
         return run
 
+    def _run_called(self, _orchestrator: Any, _args: tuple, kwargs: dict) -> _Run | None:
+        if self.is_off():
+            return None
+        from orcapod.pipeline.composite_observer import CompositeObserver
 
-async def _finish_when_awaited(coroutine: Awaitable[Any], run: _Run) -> Any:
-    try:
-        result = await coroutine
-    except BaseException as error:
-        run.finish(error)
-        raise
-    run.finish(None)
-    return result
+        run = self.new_run()
+        user_observer = kwargs.get("observer")  # keyword-only in all three methods
+        if user_observer is not None:
+            run.observer = CompositeObserver(user_observer, run.observer)
+        return run
 
 
 @dataclass
@@ -147,17 +132,27 @@ class _Tally:
 @dataclass
 class _Node:
     key: Hashable
+    identity: Identity
     tally: _Tally = field(default_factory=_Tally)
-    open_items: set[Hashable] = field(default_factory=set)
+    open_items: dict[Hashable, Identity] = field(default_factory=dict)
+
+    def status_at_finish(self, error: BaseException | None) -> ExecutionStatus:
+        """The status of a node still open when the orchestrator returned or raised."""
+        if error is None:
+            return self.tally.outcome()
+        if isinstance(error, Exception) and self.tally.failed:
+            return ExecutionStatus.FAILED
+        return ExecutionStatus.CANCELLED
 
 
 class _Run:
     """One orchestrator call: its run, node and item executions, and their outcomes."""
 
-    def __init__(self, tracker: StatusTracker, serial: int, item_spans: bool) -> None:
-        self._tracker = tracker
-        self._item_spans = item_spans
-        self.key: Hashable = ("orcapod", "run", serial)
+    def __init__(self, adapter: Adapter, serial: int) -> None:
+        self._adapter = adapter
+        self._item_spans = adapter.item_spans
+        self.key = adapter.key("run", serial)
+        self.identity: Identity | None = None  # built at on_run_start
         self.observer: Any = None
         self._nodes: dict[str, _Node] = {}  # by label, for hooks called on the root observer
         self._open_nodes: dict[Hashable, _Node] = {}
@@ -170,96 +165,85 @@ class _Run:
     def started(self, run_id: str, pipeline_uri: str) -> None:
         # Pipeline.run passes "<name>@<snapshot hash>"; the name is what stays stable.
         self._started = True
-        self._transition(
-            self.key, ExecutionStatus.RUNNING, ExecutionLevel.PIPELINE,
-            pipeline_name=(pipeline_uri or "").partition("@")[0] or None, run_id=run_id,
-        )  # fmt: skip
+        self.identity = self._adapter.identity(
+            ExecutionLevel.PIPELINE,
+            pipeline=(pipeline_uri or "").partition("@")[0] or None,
+            run_id=run_id,
+        )
+        self._adapter.report(self.key, ExecutionStatus.RUNNING, self.identity)
 
     def ended(self) -> None:
         self._ended_at = clock.now()
 
-    @guarded
     def finish(self, error: BaseException | None) -> None:
         """The orchestrator returned (``error`` None) or raised: end whatever is still open."""
         if not self._started:
             return  # it raised before the run began: there is no run to report
         at = self._ended_at if self._ended_at is not None else clock.now()
-        interrupted = error is not None and not isinstance(error, Exception)
         for node in list(self._open_nodes.values()):
-            if node.tally.failed:
-                status = ExecutionStatus.FAILED
-            elif error is not None:
-                status = ExecutionStatus.CANCELLED
-            else:
-                status = node.tally.outcome()
-            self._end_node(node, status, node.tally.first_error, at)
-        if interrupted:
-            status, reported = ExecutionStatus.CANCELLED, None
-        elif error is not None:
-            status, reported = ExecutionStatus.FAILED, error
-        else:
-            # Items failed but the run went on: its error.type is the first item's.
-            status, reported = self._tally.outcome(), error_type_of(self._tally.first_error)
-        self._transition(self.key, status, ExecutionLevel.PIPELINE, timestamp=at, error=reported)
+            self._end_node(node, node.status_at_finish(error), at)
+        if error is not None:
+            self._adapter.end(self.key, self.identity, error, timestamp=at)
+            return
+        # Items failed but the run went on: its error.type is the first failed item's.
+        self._adapter.report(
+            self.key,
+            self._tally.outcome(),
+            self.identity,
+            timestamp=at,
+            error_type=self._tally.first_error,
+        )
 
     # -- nodes -------------------------------------------------------------------------
 
     def node_started(self, label: str, node_hash: str) -> _Node:
-        node = _Node(key=(*self.key, "node", node_hash))
+        key = (*self.key, "node", node_hash)
+        node = _Node(key, self._adapter.identity(ExecutionLevel.STAGE, name=label, parent=self.key))
         self._nodes[label] = node
-        self._open_nodes[node.key] = node
-        self._transition(
-            node.key, ExecutionStatus.RUNNING, ExecutionLevel.STAGE,
-            name=label, parent_key=self.key,
-        )  # fmt: skip
+        self._open_nodes[key] = node
+        self._adapter.report(key, ExecutionStatus.RUNNING, node.identity)
         return node
 
     def node_ended(self, node: _Node) -> None:
-        self._end_node(node, node.tally.outcome(), node.tally.first_error, None)
+        self._end_node(node, node.tally.outcome(), None)
 
     def node_by_label(self, label: str) -> _Node | None:
         return self._nodes.get(label)
 
-    def _end_node(
-        self,
-        node: _Node,
-        status: ExecutionStatus,
-        error: BaseException | None,
-        at: clock.Instant | None,
-    ) -> None:
+    def _end_node(self, node: _Node, status: ExecutionStatus, at: clock.Instant | None) -> None:
         if self._open_nodes.pop(node.key, None) is None:
             return  # a second on_node_end, or already ended at finish
-        for item_key in node.open_items:
-            self._transition(item_key, ExecutionStatus.CANCELLED, ExecutionLevel.ITEM, timestamp=at)
+        for item_key, identity in node.open_items.items():
+            self._adapter.report(item_key, ExecutionStatus.CANCELLED, identity, timestamp=at)
         node.open_items.clear()
-        self._transition(node.key, status, ExecutionLevel.STAGE, timestamp=at, error=error)
+        error = node.tally.first_error if status is ExecutionStatus.FAILED else None
+        self._adapter.report(node.key, status, node.identity, timestamp=at, error=error)
 
     # -- items -------------------------------------------------------------------------
 
     def item_started(self, node: _Node, label: str, tag: Any) -> None:
-        identity = _tag_identity(tag)
-        item_key = (*node.key, "item", identity)
-        node.open_items.add(item_key)
-        self._transition(
-            item_key, ExecutionStatus.RUNNING, ExecutionLevel.ITEM,
-            name=label, parent_key=node.key,
+        tag_identity = _tag_identity(tag)
+        item_key = (*node.key, "item", tag_identity)
+        identity = self._adapter.identity(
+            ExecutionLevel.ITEM,
+            name=label,
+            parent=node.key,
             # A span's item id is the tag itself: only when item spans are asked for.
-            run_id=_tag_text(identity) if self._item_spans else None,
-        )  # fmt: skip
+            run_id=_tag_text(tag_identity) if self._item_spans else None,
+        )
+        node.open_items[item_key] = identity
+        self._adapter.report(item_key, ExecutionStatus.RUNNING, identity)
 
     def item_ended(
         self, node: _Node, tag: Any, status: ExecutionStatus, error: BaseException | None
     ) -> None:
         item_key = (*node.key, "item", _tag_identity(tag))
-        node.open_items.discard(item_key)
+        identity = node.open_items.pop(item_key, None)
+        if identity is None:  # its start was not seen: the tracker needs only the level
+            identity = self._adapter.identity(ExecutionLevel.ITEM, parent=node.key)
         node.tally.count(status, error)
         self._tally.count(status, error)
-        self._transition(item_key, status, ExecutionLevel.ITEM, error=error)
-
-    def _transition(
-        self, key: Hashable, status: ExecutionStatus, level: ExecutionLevel, **identity: Any
-    ) -> None:
-        self._tracker.transition(key, status, orchestrator=ORCAPOD, level=level, **identity)
+        self._adapter.report(item_key, status, identity, error=error)
 
 
 class _RunObserver:
@@ -327,7 +311,7 @@ class _RunObserver:
         # orcapod's own no-op logger: CompositeObserver then picks the user's logger.
         return self._no_op_logger
 
-    # orcapod's main branch (seed 001) names the item hooks after packets.
+    # orcapod's main branch names the item hooks after packets.
     on_packet_start = on_data_start
     on_packet_end = on_data_end
     on_packet_crash = on_data_crash
