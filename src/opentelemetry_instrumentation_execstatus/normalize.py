@@ -1,9 +1,8 @@
 """Turning whatever an orchestrator reports into bounded, typed label values.
 
-Rules (seed 004's, made strict): values are trimmed; a value outside its enum becomes the
-enum's fallback (``unknown`` or ``other``), never passed through; names beyond a cardinality
-cap become ``_OTHER``; durations that come out negative (clock skew, out-of-order events)
-are clamped to 0.
+Rules: values are trimmed; a value outside its enum becomes the enum's fallback (``unknown``
+or ``other``), never passed through; names beyond a cardinality cap become ``_OTHER``;
+durations that come out negative (clock skew, out-of-order events) are clamped to 0.
 
 Text is made safe to export before it is kept: one string the OTLP encoder cannot encode (a
 lone surrogate, as ``os.fsdecode`` makes of a file name's undecodable bytes) fails the whole

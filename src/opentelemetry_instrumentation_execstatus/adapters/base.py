@@ -156,8 +156,11 @@ class Adapter(ABC):
 
     @classmethod
     def is_available(cls) -> bool:
-        # find_spec on a top-level name locates the package without importing it.
-        return importlib.util.find_spec(cls.top_module) is not None
+        """Whether the framework can be imported, found without importing it. A directory
+        that merely has the framework's name (a namespace package: no ``__init__``, such as a
+        project's ``tests/<framework>``) is not the framework."""
+        spec = importlib.util.find_spec(cls.top_module)
+        return spec is not None and spec.origin is not None
 
     @classmethod
     def supports(cls, version: str) -> bool:
