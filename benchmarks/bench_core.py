@@ -315,7 +315,7 @@ spans = sdk.spans_exported()
 gc.collect()
 status = open("/proc/self/status").read().splitlines()
 rss_kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
-print(tracker.in_flight_count(), tracker.ended_count(), rss_kib, spans)
+print(tracker.in_flight_count(), len(tracker.executions.ended), rss_kib, spans)
 """
 
 

@@ -123,6 +123,12 @@ def wait_until_settled(timeout: float = 5.0) -> None:
     assert live.tracker.in_flight_count() == 0, "executions still in flight"
 
 
+def known_workers(live: telemetry.Telemetry) -> int:
+    """How many workers ``live``'s recorder follows (its table's size): the recorder itself
+    offers no count, as nothing but a test needs one."""
+    return len(live.workers._workers)
+
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 BENCHMARKS = EXAMPLES.parent / "benchmarks"
 ADDED = ", added"  # the unit of a benchmark row comparing what two cases add over a baseline
@@ -220,9 +226,10 @@ def run_quick_benchmark(suite: str, out: Path) -> dict[str, Any]:
     assert results["suite"] == suite
     for row in results["rows"]:
         if row["unit"].endswith(ADDED):
-            # What each adds over the shared baseline: ours is well above noise; the ratio is
-            # finite whenever the other's added cost came out positive in so short a run.
-            assert math.isfinite(row["subject_us"]) and row["subject_us"] > 0, row
+            # What each adds over the shared baseline: on a loaded machine either can come
+            # out at or below 0 in so short a run; the ratio is finite whenever the other's
+            # added cost came out positive.
+            assert math.isfinite(row["subject_us"]), row
             assert math.isfinite(row["baseline_us"]), row
             assert row["baseline_us"] <= 0 or (math.isfinite(row["ratio"]) and row["ratio"] > 0)
         else:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import functools
-from types import MappingProxyType
-from typing import Callable
+from typing import Callable, NoReturn
 
 from opentelemetry.metrics import Meter
 
@@ -19,6 +18,33 @@ from opentelemetry_instrumentation_execstatus.semconv import (
 )
 
 
+class ReadOnlyAttributes(dict[str, str]):
+    """Attributes shared by every sample with the same labels: a dict that refuses writes.
+
+    Not a ``MappingProxyType``: the SDK keeps the attributes it is handed on its data points,
+    and exporters may copy those (the console exporter's ``to_json`` deep-copies them with SDK
+    1.41, the newest for Python 3.9); a proxy cannot be copied nor pickled, this dict can, its
+    copy a plain dict. (Building one, ``dict.__init__`` does not go through ``__setitem__``.)
+    """
+
+    __slots__ = ()
+
+    def _read_only(self, *_args: object, **_kwargs: object) -> NoReturn:
+        raise TypeError("execstatus attributes are shared by many samples: read-only")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __copy__(self) -> dict[str, str]:
+        return dict(self)
+
+    def __deepcopy__(self, _memo: object) -> dict[str, str]:
+        return dict(self)
+
+    def __reduce__(self) -> tuple[type, tuple[dict[str, str]]]:
+        return dict, (dict(self),)
+
+
 def cached_attributes(
     maxsize: int,
 ) -> Callable[[Callable[..., dict[str, str]]], Callable[..., Attributes]]:
@@ -30,7 +56,7 @@ def cached_attributes(
         @functools.lru_cache(maxsize=maxsize)
         @functools.wraps(build)
         def cached(*labels: object) -> Attributes:
-            return MappingProxyType(build(*labels))
+            return ReadOnlyAttributes(build(*labels))
 
         return cached
 

@@ -1,28 +1,29 @@
 """The worker recorder: spawns, health checks, drains and worker count, with bounded labels.
 
-Seed 004's rules, applied to every orchestrator and made strict: label values come from closed
-enums and are never passed through. Values are trimmed and case-insensitive. A required label
-(a spawn's or drain's outcome, a health check's result) that is empty or unrecognised drops the
-sample: there is nothing true to count it under. An optional label falls back instead: a spawn
-failure without a reason is ``unknown`` (a forgotten reason still shows), one outside the enum
-is ``other``. A worker state may be one of duckgres's lifecycle states (``idle``, ``hot``,
-``draining``...), counted as the ``cicd.worker.state`` it stands for; an unrecognised state is
-ignored, the worker keeps its last counted state. A cancelled health probe is no verdict and is
-not counted; a drain's duration is recorded only when the drain really finished; negative or
-NaN durations are 0.
+Label values come from closed enums and are never passed through. Values are trimmed and
+case-insensitive. A required label (a spawn's or drain's outcome, a health check's result)
+that is empty or unrecognised drops the sample: there is nothing true to count it under. An
+optional label falls back instead: a spawn failure without a reason is ``unknown`` (a
+forgotten reason still shows), one outside the enum is ``other``. A worker state may be one of
+duckgres's lifecycle states (``idle``, ``hot``, ``draining``...), counted as the
+``cicd.worker.state`` it stands for; an unrecognised state is ignored, the worker keeps its
+last counted state. A cancelled health probe is no verdict and is not counted; a drain's
+duration is recorded only when the drain really finished; negative or NaN durations are 0.
 
-Like the tracker, the recorder returns at once when nothing records (no SDK, the SDK disabled,
-instrumentation suppressed, or after ``uninstrument()``); the worker count is kept here and
-observed by the SDK (see ``counts``), so a forked child starts counting from 0.
+Like the tracker, every recording method returns before any work, its arguments not even
+read, when nothing records (no SDK, the SDK disabled, instrumentation suppressed, or after
+``uninstrument()``): the check comes first, in the wrapper that also swallows the recorder's
+own errors. The worker count is kept here and observed by the SDK (see ``counts``), so a
+forked child starts counting from 0.
 """
 
 from __future__ import annotations
 
-import logging
+import functools
 import threading
 from collections.abc import Hashable
 from enum import Enum
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
@@ -30,7 +31,7 @@ from opentelemetry_instrumentation_execstatus import semconv
 from opentelemetry_instrumentation_execstatus.forking import after_fork_in_child
 from opentelemetry_instrumentation_execstatus.instruments import Instruments, cached_attributes
 from opentelemetry_instrumentation_execstatus.normalize import clamp_seconds, to_enum
-from opentelemetry_instrumentation_execstatus.safety import guarded
+from opentelemetry_instrumentation_execstatus.safety import report_internal_error
 from opentelemetry_instrumentation_execstatus.semconv import (
     WORKER_STATE_ALIASES,
     HealthResult,
@@ -41,7 +42,7 @@ from opentelemetry_instrumentation_execstatus.semconv import (
 )
 from opentelemetry_instrumentation_execstatus.sinks import CLOSED, Closed, Sinks
 
-_LOG = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., None])
 
 
 def _outcome(value: Any) -> WorkerOutcome | None:
@@ -115,8 +116,29 @@ def _orchestrator_attributes(orchestrator: Orchestrator) -> dict[str, str]:
     return {semconv.EXECUTION_ORCHESTRATOR: orchestrator.value}
 
 
+def _recording(method: F) -> F:
+    """``method``, run only when something records; an error of its own is reported once and
+    swallowed (the host never sees it)."""
+    where = f"{method.__module__}.{method.__qualname__}"
+
+    @functools.wraps(method)
+    def wrapper(self: WorkerRecorder, *args: Any, **kwargs: Any) -> None:
+        try:
+            if self._sinks.off() or not is_instrumentation_enabled():
+                return
+            method(self, *args, **kwargs)
+        except Exception:
+            report_internal_error(where)
+
+    return wrapper  # type: ignore[return-value]
+
+
 class WorkerRecorder:
-    """Worker lifecycle counters of the telemetry contract."""
+    """Worker lifecycle counters of the telemetry contract.
+
+    ``spawn``, ``health_check``, ``drain`` and ``set_state`` return at once, before reading
+    their arguments, when nothing records (``is_off()``), as ``StatusTracker.transition`` does.
+    """
 
     def __init__(self, instruments: Instruments, sinks: Sinks, max_workers: int) -> None:
         self._sinks: Sinks | Closed = sinks
@@ -135,7 +157,7 @@ class WorkerRecorder:
         """Nothing would record a worker event now: the caller may skip its own work too."""
         return self._sinks.off() or not is_instrumentation_enabled()
 
-    @guarded
+    @_recording
     def spawn(self, orchestrator: Any, outcome: Any, reason: Any = None) -> None:
         """One spawn attempt; an empty or unrecognised ``outcome`` drops it.
 
@@ -143,15 +165,13 @@ class WorkerRecorder:
         enum. A success never carries a reason (whatever is passed): a reason labels failures
         only, so that success series are not split by it.
         """
-        if self.is_off():
-            return
         result = _outcome(outcome)
         if result is None:
             return
         failure_reason = _failure_reason(reason) if result is WorkerOutcome.FAILURE else None
         self._spawns.add(1, _spawn_attributes(_orchestrator(orchestrator), result, failure_reason))
 
-    @guarded
+    @_recording
     def health_check(self, orchestrator: Any, result: Any, *, cancelled: bool = False) -> None:
         """One finished health check; a cancelled probe gave no verdict and is not counted.
 
@@ -159,14 +179,14 @@ class WorkerRecorder:
         sick workers (duckgres skips ``context.Canceled`` for that reason). An empty or
         unrecognised ``result`` drops the sample.
         """
-        if cancelled or self.is_off():
+        if cancelled:
             return
         verdict = _health(result)
         if verdict is None:
             return
         self._health_checks.add(1, _health_attributes(_orchestrator(orchestrator), verdict))
 
-    @guarded
+    @_recording
     def drain(self, orchestrator: Any, outcome: Any, duration_seconds: float | None = None) -> None:
         """One drain; an empty or unrecognised ``outcome`` drops it.
 
@@ -174,8 +194,6 @@ class WorkerRecorder:
         successfully: failed drains end early and would drown the slow real drains in the
         histogram (duckgres records it only at the pod-delete-success milestone).
         """
-        if self.is_off():
-            return
         result = _outcome(outcome)
         if result is None:
             return
@@ -191,7 +209,7 @@ class WorkerRecorder:
                 clamp_seconds(duration_seconds), _orchestrator_attributes(which)
             )
 
-    @guarded
+    @_recording
     def set_state(self, worker_key: Hashable, orchestrator: Any, state: Any) -> None:
         """Worker ``worker_key`` is now in ``state``; None removes it from the count.
 
@@ -200,8 +218,6 @@ class WorkerRecorder:
         worker stays counted in its last known state: counting it as ``offline`` would invent
         an outage out of a typo, and dropping the worker would hide it.
         """
-        if self.is_off():
-            return
         if state is None:
             new_state = None
         else:
@@ -233,6 +249,3 @@ class WorkerRecorder:
         """The parent's workers are not the child's (the counts themselves restart at 0)."""
         self._lock = threading.Lock()
         self._workers = {}
-
-    def known_workers(self) -> int:
-        return len(self._workers)

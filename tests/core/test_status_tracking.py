@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import json
+import pickle
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -347,3 +350,27 @@ def test_a_late_event_admits_no_name_to_the_metrics(instrument):
         ("running", "succeeded")
     }
     assert not otel.transition_counts(cicd_pipeline_task_name="_OTHER")
+
+
+def test_metric_points_copy_and_serialise_as_exporters_need(instrument):
+    """The console exporter writes ``to_json()`` of the metrics data, which deep-copies each
+    point's attributes (SDK 1.41, the newest for Python 3.9), and a process-pool exporter
+    pickles them: the attributes the tracker shares between samples must allow both."""
+    otel = instrument()
+    api.report_status("copied", "running", name="load")
+    api.report_status("copied", "succeeded")
+    api.report_status("still-running", "running", name="load")
+
+    exported = json.loads(otel.reader.get_metrics_data().to_json())
+
+    names = {
+        metric["name"]
+        for resource in exported["resource_metrics"]
+        for scope in resource["scope_metrics"]
+        for metric in scope["metrics"]
+    }
+    assert {"execution.status_transition.duration", "execution.active"} <= names
+    for name in ("execution.status_transition.duration", "execution.active"):
+        attributes = otel.points(name)[0].attributes
+        assert copy.deepcopy(attributes) == attributes
+        assert pickle.loads(pickle.dumps(attributes)) == attributes

@@ -9,6 +9,8 @@ import traceback
 from importlib.metadata import entry_points
 
 import pytest
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from support import known_workers
 
 from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor, api, telemetry
 from opentelemetry_instrumentation_execstatus.config import ExecStatusConfig
@@ -238,7 +240,7 @@ def test_worker_count_by_state(instrument):
     api.report_worker_state("w1", None)
     api.report_worker_state("w2", None)
     assert set(otel.sums("execution.worker.count").values()) == {0}
-    assert telemetry.current().workers.known_workers() == 0
+    assert known_workers(telemetry.current()) == 0
     assert otel.metric("execution.worker.count")[0].unit == "{worker}"
 
 
@@ -279,7 +281,7 @@ def test_an_unknown_state_keeps_the_last_counted_one(instrument, bad):
     api.report_worker_state("w1", bad)  # ignored: w1 is still busy
     api.report_worker_state("w2", bad)  # ignored: w2 is not counted at all
     assert otel.sums_by("execution.worker.count", "cicd.worker.state") == {"busy": 1}
-    assert telemetry.current().workers.known_workers() == 1
+    assert known_workers(telemetry.current()) == 1
     api.report_worker_state("w1", "idle")
     assert otel.sums_by("execution.worker.count", "cicd.worker.state") == {
         "busy": 0,
@@ -366,9 +368,54 @@ def test_worker_reports_do_no_work_when_nothing_records():
     try:
         for worker in range(100):
             api.report_worker_state(f"w{worker}", "busy")
-        assert telemetry.current().workers.known_workers() == 0
+        assert known_workers(telemetry.current()) == 0
     finally:
         instrumentor.uninstrument()
+
+
+class _Witness:
+    """An argument that notes every use made of it (attribute, class check, hash, equality)."""
+
+    def __init__(self, uses: list[str]) -> None:
+        object.__setattr__(self, "uses", uses)
+
+    def __getattribute__(self, name: str) -> object:
+        object.__getattribute__(self, "uses").append(name)
+        return object.__getattribute__(self, name)
+
+    def __hash__(self) -> int:
+        object.__getattribute__(self, "uses").append("__hash__")
+        return 0
+
+    def __eq__(self, other: object) -> bool:
+        object.__getattribute__(self, "uses").append("__eq__")
+        return other is self
+
+
+def _every_worker_report(recorder, uses: list[str]) -> None:
+    """Each recording method of the recorder, called directly (as adapters do), with
+    arguments that note their use."""
+    recorder.spawn(_Witness(uses), _Witness(uses), _Witness(uses))
+    recorder.health_check(_Witness(uses), _Witness(uses))
+    recorder.drain(_Witness(uses), _Witness(uses), _Witness(uses))
+    recorder.set_state(_Witness(uses), _Witness(uses), _Witness(uses))
+
+
+def test_the_worker_recorder_reads_no_argument_when_nothing_records(instrument):
+    """Suppressed, then uninstrumented: every recording method of the recorder itself (not
+    only the public API in front of it) returns before touching its arguments. Recording, the
+    same calls do read them: the witnesses would see any work done."""
+    instrument()
+    recorder = telemetry.current().workers
+    unused: list[str] = []
+    with suppress_instrumentation():
+        _every_worker_report(recorder, unused)
+    used: list[str] = []
+    _every_worker_report(recorder, used)
+    ExecStatusInstrumentor().uninstrument()
+    _every_worker_report(recorder, unused)
+    assert unused == []
+    assert used, "the witnesses noted nothing even while recording"
 
 
 def test_uninstrument_stops_counting_workers(instrument):
@@ -395,9 +442,13 @@ def test_config_from_environment_and_keywords(monkeypatch):
 
 
 def test_entry_point_is_registered():
-    (entry_point,) = [
-        e for e in entry_points(group="opentelemetry_instrumentor") if e.name == "execstatus"
-    ]
+    found = entry_points()  # Python 3.9: a dict by group, without select()
+    group = (
+        found.select(group="opentelemetry_instrumentor")
+        if hasattr(found, "select")
+        else found.get("opentelemetry_instrumentor", [])
+    )
+    (entry_point,) = [e for e in group if e.name == "execstatus"]
     assert entry_point.load() is ExecStatusInstrumentor
 
 

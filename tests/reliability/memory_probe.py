@@ -114,7 +114,7 @@ def main() -> None:
                 "rss_before": rss_before,
                 "rss_after": rss_after,
                 "in_flight": tracker.in_flight_count(),
-                "ended_keys": tracker.ended_count(),
+                "ended_keys": len(tracker.executions.ended),
                 "max_in_flight": live.config.max_in_flight,
                 "spans_started": processor.started,
                 "spans_ended": processor.ended,

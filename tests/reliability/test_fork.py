@@ -38,7 +38,7 @@ from opentelemetry.sdk.metrics.view import DropAggregation, View
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from support import Telemetry
+from support import Telemetry, known_workers
 
 from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor, api, telemetry
 
@@ -164,7 +164,7 @@ def child_pipeline(otel: Telemetry, ledger: SpanLedger, run: str | None = None) 
     live = live_telemetry()
     seen: dict[str, Any] = {
         "in_flight_at_start": live.tracker.in_flight_count(),
-        "workers_at_start": live.workers.known_workers(),
+        "workers_at_start": known_workers(live),
         "gauges_at_start": nonzero(readings(otel)),
     }
     started, ended = ledger.started, ledger.ended  # the parent's, copied at the fork
@@ -240,11 +240,13 @@ def package_module(name: str) -> Any:
 HELD_LOCKS: dict[str, Callable[[Any], Any]] = {
     "worker recorder": lambda live: live.workers._lock,
     "worker counts": lambda live: live.workers._count._lock,
-    "tracker": lambda live: live.tracker._lock,
-    "an execution": lambda live: live.tracker._in_flight[api._key("held-run")].lock,
-    "execution counts": lambda live: live.tracker._active._lock,
-    "pipeline names": lambda live: live.tracker._pipeline_names._lock,
-    "task names": lambda live: live.tracker._task_names._lock,
+    "execution table": lambda live: live.tracker.executions._lock,
+    "an execution": lambda live: (
+        live.tracker.executions.get(api._adapter().execution_key("held-run")).lock
+    ),
+    "execution counts": lambda live: live.tracker._metrics._active._lock,
+    "pipeline names": lambda live: live.tracker._metrics._pipeline_names._lock,
+    "task names": lambda live: live.tracker._metrics._task_names._lock,
     "error log": lambda live: package_module("safety")._reported_lock,
     "counts registry": lambda live: package_module("counts")._BY_METER_LOCK,
     "fork callbacks": lambda live: package_module("forking")._callbacks_lock,

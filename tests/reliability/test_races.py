@@ -22,6 +22,7 @@ from typing import Any, Callable
 import pytest
 from checks import ledger_for, settled
 from figures import FIGURES
+from support import known_workers
 
 from opentelemetry_instrumentation_execstatus import api, telemetry
 
@@ -276,7 +277,7 @@ def test_sixteen_threads_of_executions_settle(
     assert set(statuses) <= FINAL, f"spans ended without a final status: {statuses}"
     executions = ROUNDS * THREADS * RUNS_PER_THREAD * 2 + expected_counts(ROUNDS)["ghosts"]
     FIGURES.executions += executions
-    assert tracker().ended_count() <= max_in_flight, "ended keys remembered beyond the cap"
+    assert len(tracker().executions.ended) <= max_in_flight, "ended keys remembered beyond the cap"
     if max_in_flight >= PEAK:
         check_exact_outcome(otel, ROUNDS)
         FIGURES.spans(executions, len(spans))
@@ -417,7 +418,7 @@ def test_worker_states_from_many_threads_return_to_zero(instrument):
 
     def count_workers() -> None:
         counted = sum(otel.sums("execution.worker.count").values())
-        totals.append((counted, live.workers.known_workers()))
+        totals.append((counted, known_workers(live)))
 
     barrier = threading.Barrier(THREADS, action=count_workers, timeout=TIMEOUT)
 
@@ -432,7 +433,7 @@ def test_worker_states_from_many_threads_return_to_zero(instrument):
     run_threads(THREADS, worker, barrier)
 
     assert totals == [(len(workers), len(workers))], "counts and known workers disagree"
-    assert live.workers.known_workers() == 0, "forgotten workers still known"
+    assert known_workers(live) == 0, "forgotten workers still known"
     settled(otel, ledger)
 
 
