@@ -438,12 +438,15 @@ def _hooked(hook: TangleHook) -> Iterator[None]:
 
 
 def _histogram_samples(reader: InMemoryMetricReader) -> int:
+    """Samples of ``execution.status_transition.duration`` (ours or Tangle's), not of any
+    histogram the SDK may keep about itself."""
     data = reader.get_metrics_data()
     return sum(
         point.count
         for resource in (data.resource_metrics if data else ())
         for scope in resource.scope_metrics
         for metric in scope.metrics
+        if metric.name == "execution.status_transition.duration"
         for point in metric.data.data_points
         if isinstance(point, HistogramDataPoint)
     )

@@ -291,12 +291,15 @@ class RaisingMeterProvider(MeterProvider):
     """The SDK's meter provider, handing out one RaisingMeter per SDK meter."""
 
     def __init__(self, schedule: Schedule, readers: Sequence[Any]) -> None:
-        super().__init__(metric_readers=list(readers), shutdown_on_exit=False)
+        # Set first: some SDK releases (1.41) ask themselves for a meter while initialising.
         self._schedule = schedule
         self._wrappers: dict[Any, RaisingMeter] = {}
+        super().__init__(metric_readers=list(readers), shutdown_on_exit=False)
 
-    def get_meter(self, *args: Any, **kwargs: Any) -> metrics.Meter:
-        inner = super().get_meter(*args, **kwargs)
+    def get_meter(self, name: str, *args: Any, **kwargs: Any) -> metrics.Meter:
+        inner = super().get_meter(name, *args, **kwargs)
+        if name != SCOPE:
+            return inner  # the SDK's meters about itself (1.41 has some): not ours to break
         if inner not in self._wrappers:
             self._wrappers[inner] = RaisingMeter(inner, self._schedule)
         return self._wrappers[inner]
