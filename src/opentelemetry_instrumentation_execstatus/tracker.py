@@ -156,8 +156,10 @@ class StatusTracker:
         ``previous_status`` and ``previous_since`` are, for a persisted execution, what its
         database says it was in before this change and since when (either may be None).
         On a failed final status, ``error`` (the exception) gives ``error.type`` and the
-        exception event; ``error_type`` (a type name or an exception class) gives
-        ``error.type`` when there is no exception to report, or overrides its class.
+        exception event; ``error_type`` (a type name, an exception class, or an exception
+        whose class it is) gives ``error.type`` without an exception event: for a run that
+        went on past a failed step, or an error known only by its name (given with
+        ``error``, it names the type instead of the exception's class).
         Never raises: an error of its own is logged once and the change is dropped.
         """
         try:
