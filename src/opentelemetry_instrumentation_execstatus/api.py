@@ -193,7 +193,7 @@ def report_worker_spawn(
     ``success`` (not a bool, ``success`` or ``failure``) drops the sample.
     """
     adapter = _adapter()
-    if adapter is not None and not adapter.workers.is_off():
+    if adapter is not None:  # the recorder returns at once when nothing records
         adapter.workers.spawn(success, reason)
 
 
@@ -206,7 +206,7 @@ def report_worker_health_check(
     ``health_check()`` for a probe that counts itself.
     """
     adapter = _adapter()
-    if adapter is not None and not adapter.workers.is_off():
+    if adapter is not None:  # the recorder returns at once when nothing records
         adapter.workers.health_check(passed, cancelled=cancelled)
 
 
@@ -216,7 +216,7 @@ def report_worker_drain(
     """A drain; ``duration_seconds`` (negative or NaN: 0) is recorded only for a drain that
     completed successfully. An unrecognised ``success`` drops the sample."""
     adapter = _adapter()
-    if adapter is not None and not adapter.workers.is_off():
+    if adapter is not None:  # the recorder returns at once when nothing records
         adapter.workers.drain(success, duration_seconds)
 
 

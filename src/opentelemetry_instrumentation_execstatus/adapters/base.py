@@ -290,7 +290,7 @@ def enabled_adapters(
                 "execstatus: %s %s is installed, but only %s is supported: not instrumented",
                 distribution,
                 found,
-                " or ".join(f"{distribution} {adapter.supported}" for adapter in lines),
+                " or ".join(str(adapter.requirement()) for adapter in lines),
             )
         enabled.extend(supporting)
     return enabled

@@ -23,6 +23,25 @@ SpanKey = tuple[str, str]
 Reported = Mapping[Behaviour, Mapping[SpanKey, str]]
 """For each way the step ends: every span one run reports, with its ``execution.status``."""
 
+ENDING = {
+    Behaviour.RETURN: "succeeded",
+    Behaviour.RAISE: "failed",
+    Behaviour.INTERRUPT: "cancelled",
+}
+"""How an execution the step's end unwinds ends, by the one outcome rule of every adapter."""
+
+
+def ending_with_the_step(*spans: SpanKey, succeeding: tuple[SpanKey, ...] = ()) -> Reported:
+    """What a run reports when each of ``spans`` ends as its step does (``ENDING``), and each
+    of ``succeeding`` (work done before the step, such as a source) succeeds whatever it does."""
+    return {
+        behaviour: {
+            **{span: status for span in spans},
+            **{span: "succeeded" for span in succeeding},
+        }
+        for behaviour, status in ENDING.items()
+    }
+
 
 class Scenario(ABC):
     """One framework's smallest run, and the executions the adapter must report of it."""

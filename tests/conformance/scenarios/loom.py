@@ -13,8 +13,8 @@ import polars as pl
 from loom.etl import ETLParams, ETLPipeline, ETLProcess, ETLRunner, ETLStep, Format, IntoFile
 from loom.etl.backends.polars import PolarsSourceReader, PolarsTargetWriter
 
-from conformance.scenarios import Reported, Scenario
-from conformance.workload import Behaviour, Outcome, Step
+from conformance.scenarios import Reported, Scenario, ending_with_the_step
+from conformance.workload import Outcome, Step
 
 RUN = ("pipeline", "RUN ConformancePipeline")
 PROCESS = ("stage", "ConformanceProcess")
@@ -44,11 +44,7 @@ class ConformancePipeline(ETLPipeline[ConformanceParams]):
 
 class LoomScenario(Scenario):
     step = STEP
-    reported: ClassVar[Reported] = {
-        Behaviour.RETURN: {RUN: "succeeded", PROCESS: "succeeded", STEP: "succeeded"},
-        Behaviour.RAISE: {RUN: "failed", PROCESS: "failed", STEP: "failed"},
-        Behaviour.INTERRUPT: {RUN: "cancelled", PROCESS: "cancelled", STEP: "cancelled"},
-    }
+    reported: ClassVar[Reported] = ending_with_the_step(RUN, PROCESS, STEP)
 
     def run(self, step: Step) -> Outcome:
         ConformanceStep.body = step

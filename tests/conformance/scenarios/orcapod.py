@@ -16,8 +16,8 @@ from orcapod.databases import InMemoryArrowDatabase
 from orcapod.pipeline.sync_orchestrator import SyncPipelineOrchestrator
 from orcapod.sources import DictSource
 
-from conformance.scenarios import Reported, Scenario
-from conformance.workload import Behaviour, Outcome, Step
+from conformance.scenarios import Reported, Scenario, ending_with_the_step
+from conformance.workload import Outcome, Step
 
 PIPELINE = "conformance"
 RUN = ("pipeline", f"RUN {PIPELINE}")
@@ -44,21 +44,7 @@ def _job(body: Step) -> PipelineJob:
 class OrcapodScenario(Scenario):
     options: ClassVar[Mapping[str, Any]] = {"item_spans": True}
     step = ITEM
-    reported: ClassVar[Reported] = {
-        Behaviour.RETURN: {
-            RUN: "succeeded",
-            SOURCE: "succeeded",
-            NODE: "succeeded",
-            ITEM: "succeeded",
-        },
-        Behaviour.RAISE: {RUN: "failed", SOURCE: "succeeded", NODE: "failed", ITEM: "failed"},
-        Behaviour.INTERRUPT: {
-            RUN: "cancelled",
-            SOURCE: "succeeded",
-            NODE: "cancelled",
-            ITEM: "cancelled",
-        },
-    }
+    reported: ClassVar[Reported] = ending_with_the_step(RUN, NODE, ITEM, succeeding=(SOURCE,))
 
     def run(self, step: Step) -> Outcome:
         job = _job(step)

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 from routilux.core import Flow, FlowRegistry, Routine, Runtime
 from routilux.core.error import ErrorHandler, ErrorStrategy
 
-from conformance.scenarios import Reported, Scenario
-from conformance.workload import Behaviour, Outcome, Step
+from conformance.scenarios import Reported, Scenario, ending_with_the_step
+from conformance.workload import Outcome, Step
 
 FLOW = "conformance"
 ROUTINE = "step"
@@ -64,11 +64,7 @@ class _RecordingHandler(ErrorHandler):
 
 class RoutiluxScenario(Scenario):
     step = STEP
-    reported: ClassVar[Reported] = {
-        Behaviour.RETURN: {RUN: "succeeded", STEP: "succeeded"},
-        Behaviour.RAISE: {RUN: "failed", STEP: "failed"},
-        Behaviour.INTERRUPT: {RUN: "cancelled", STEP: "cancelled"},
-    }
+    reported: ClassVar[Reported] = ending_with_the_step(RUN, STEP)
 
     def run(self, step: Step) -> Outcome:
         done = threading.Event()

@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 from routilux import Flow, Routine
 from routilux.job_state import JobState
 
-from conformance.scenarios import Reported, Scenario
-from conformance.workload import Behaviour, Outcome, Step
+from conformance.scenarios import Reported, Scenario, ending_with_the_step
+from conformance.workload import Outcome, Step
 
 FLOW = "conformance"
 ROUTINE = "step"
@@ -32,11 +32,7 @@ class _StepRoutine(Routine):
 
 class RoutiluxLegacyScenario(Scenario):
     step = STEP
-    reported: ClassVar[Reported] = {
-        Behaviour.RETURN: {RUN: "succeeded", STEP: "succeeded"},
-        Behaviour.RAISE: {RUN: "failed", STEP: "failed"},
-        Behaviour.INTERRUPT: {RUN: "cancelled", STEP: "cancelled"},
-    }
+    reported: ClassVar[Reported] = ending_with_the_step(RUN, STEP)
 
     def run(self, step: Step) -> Outcome:
         flow = Flow(flow_id=FLOW)

@@ -15,8 +15,8 @@ from typing import ClassVar
 from sqlalchemy import Engine, ForeignKey, String, create_engine, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from conformance.scenarios import Reported, Scenario
-from conformance.workload import Behaviour, Outcome, Step
+from conformance.scenarios import Reported, Scenario, ending_with_the_step
+from conformance.workload import Outcome, Step
 from opentelemetry_instrumentation_execstatus.adapters.sqlalchemy import instrument_status_column
 
 PIPELINE = "conformance"
@@ -86,11 +86,7 @@ def _job_runner(engine: Engine, step: Step) -> None:
 
 class SQLAlchemyScenario(Scenario):
     step = STEP
-    reported: ClassVar[Reported] = {
-        Behaviour.RETURN: {RUN: "succeeded", STEP: "succeeded"},
-        Behaviour.RAISE: {RUN: "failed", STEP: "failed"},
-        Behaviour.INTERRUPT: {RUN: "cancelled", STEP: "cancelled"},
-    }
+    reported: ClassVar[Reported] = ending_with_the_step(RUN, STEP)
 
     def run(self, step: Step) -> Outcome:
         with tempfile.TemporaryDirectory() as directory:

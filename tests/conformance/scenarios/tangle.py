@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from conformance.scenarios import Reported, Scenario
-from conformance.workload import Behaviour, Outcome, Step
+from conformance.scenarios import Reported, Scenario, ending_with_the_step
+from conformance.workload import Outcome, Step
 
 NODE = ("step", "step")
 
@@ -58,11 +58,7 @@ def _orchestrate(engine: Any, models: ModuleType, launchers: ModuleType, step: S
 
 class TangleScenario(Scenario):
     step = NODE
-    reported: ClassVar[Reported] = {
-        Behaviour.RETURN: {NODE: "succeeded"},
-        Behaviour.RAISE: {NODE: "failed"},
-        Behaviour.INTERRUPT: {NODE: "cancelled"},
-    }
+    reported: ClassVar[Reported] = ending_with_the_step(NODE)
 
     def run(self, step: Step) -> Outcome:
         models = importlib.import_module("cloud_pipelines_backend.backend_types_sql")
