@@ -227,11 +227,11 @@ def run_quick_benchmark(suite: str, out: Path) -> dict[str, Any]:
     for row in results["rows"]:
         if row["unit"].endswith(ADDED):
             # What each adds over the shared baseline: on a loaded machine either can come
-            # out at or below 0 in so short a run; the ratio is finite whenever the other's
-            # added cost came out positive.
+            # out at or below 0 in so short a run, so only the ratio's being a number is
+            # checked, and only where the baseline's added cost came out positive.
             assert math.isfinite(row["subject_us"]), row
             assert math.isfinite(row["baseline_us"]), row
-            assert row["baseline_us"] <= 0 or (math.isfinite(row["ratio"]) and row["ratio"] > 0)
+            assert row["baseline_us"] <= 0 or math.isfinite(row["ratio"]), row
         else:
             for figure in ("ratio", "subject_us", "baseline_us"):
                 assert math.isfinite(row[figure]) and row[figure] > 0, (figure, row)
