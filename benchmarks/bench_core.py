@@ -1,9 +1,10 @@
 """The core, with no orchestrator: the floor, the disabled path, memory, import cost.
 
 - floor: a step reported queued -> running -> succeeded through the public API, against the
-  same OpenTelemetry SDK calls written out by hand (one span with its three status-change
-  events and its final attributes, two histogram records, four up-down counter changes, the
-  same attributes and instruments). The difference is everything the tracker adds.
+  same OpenTelemetry SDK calls made by hand (``harness.EqualFloor``: recorded from what the
+  instrumented step made, one span with its three status-change events and its final
+  attributes, two histogram records, the same attributes and instruments). The difference is
+  everything the tracker adds.
 - disabled: a step function behind a wrapper that reports running and succeeded around it, as
   an adapter does, with OpenTelemetry off in each of the three ways a user turns it off,
   against the same function behind a wrapt pass-through wrapper.
@@ -24,24 +25,26 @@ import wrapt
 from harness import (
     INSTRUMENTOR,
     Case,
+    EqualFloor,
     Results,
     Sdk,
+    added_against_floor,
     added_cost_ratio,
     arguments,
     compare,
     finish,
     instrumenting,
+    measure,
+    ratio_rows,
     require,
     scale,
     uninstrument,
     versions,
 )
-from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import SpanKind
 
-from opentelemetry_instrumentation_execstatus import api, clock, semconv
+from opentelemetry_instrumentation_execstatus import api
 from opentelemetry_instrumentation_execstatus.config import ExecStatusConfig
 from opentelemetry_instrumentation_execstatus.instruments import Instruments
 
@@ -60,60 +63,6 @@ def _report_step(iterations: int) -> None:
         api.report_status(step, "queued", name="load", pipeline="nightly")
         api.report_status(step, "running")
         api.report_status(step, "succeeded")
-
-
-def _hand_written_step(
-    tracer_provider: Any, meter_provider: MeterProvider
-) -> Callable[[int], None]:
-    """The SDK calls the tracker makes for one step, written out with prebuilt attributes.
-
-    ``execution.active`` makes none: its counts are kept by the package and observed by the
-    SDK at collection, once per export, not per transition."""
-    tracer = tracer_provider.get_tracer("floor")
-    instruments = Instruments(meter_provider.get_meter("floor"))
-    duration = instruments.status_transition_duration
-    common = {"execution.orchestrator": "api", "execution.level": "step"}
-    start = {**common, "cicd.pipeline.name": "nightly", "cicd.pipeline.task.name": "load"}
-    labels = {**common, "cicd.pipeline.name": "nightly", "cicd.pipeline.task.name": "load"}
-    queued_to_running = {
-        **labels,
-        "execution.status.from": "queued",
-        "execution.status.to": "running",
-    }
-    running_to_succeeded = {
-        **labels,
-        "execution.status.from": "running",
-        "execution.status.to": "succeeded",
-    }
-    event = semconv.STATUS_CHANGE_EVENT
-    to_queued = {"execution.status.to": "queued"}
-    to_running = {"execution.status.from": "queued", "execution.status.to": "running"}
-    to_succeeded = {"execution.status.from": "running", "execution.status.to": "succeeded"}
-    now, wall = clock.now_ns, clock.to_wall_ns
-
-    def run(iterations: int) -> None:
-        for step in range(iterations):
-            at = now()
-            span = tracer.start_span(
-                "load",
-                kind=SpanKind.INTERNAL,
-                attributes={**start, "cicd.pipeline.task.run.id": str(step)},
-                start_time=wall(at),
-            )
-            context = trace.set_span_in_context(span)
-            span.add_event(event, to_queued, timestamp=wall(at))
-            since, at = at, now()
-            duration.record((at - since) / 1e9, queued_to_running, context=context)
-            span.add_event(event, to_running, timestamp=wall(at))
-            since, at = at, now()
-            duration.record((at - since) / 1e9, running_to_succeeded, context=context)
-            span.add_event(event, to_succeeded, timestamp=wall(at))
-            span.set_attribute("execution.status", "succeeded")
-            span.set_attribute("execution.cached", False)
-            span.set_attribute("cicd.pipeline.task.run.result", "success")
-            span.end(end_time=wall(at))
-
-    return run
 
 
 def _minimal_step(tracer_provider: Any, meter_provider: MeterProvider) -> Callable[[int], None]:
@@ -139,50 +88,46 @@ def _minimal_step(tracer_provider: Any, meter_provider: MeterProvider) -> Callab
     return run
 
 
-def floor(quick: bool) -> list:
+def floor(quick: bool) -> tuple[list, dict[str, str]]:
     sdk = Sdk.create()
     iterations, rounds = scale(quick, 2000, 15)
-    hand_written = Case(
-        "same SDK calls, by hand", _hand_written_step(sdk.tracer_provider, sdk.meter_provider), 2
+    subject = "execstatus (public API)"
+    equal = EqualFloor.record(subject, sdk, _report_step, units=2)
+    minimal = Case(
+        "one span + one record + one counter change",
+        _minimal_step(sdk.tracer_provider, sdk.meter_provider),
     )
-    rows = compare(
-        SUITE,
-        "floor: per transition vs the same SDK calls",
-        hand_written,
-        [
-            Case(
-                "execstatus (public API)",
-                _report_step,
-                2,
-                setup=instrumenting(**sdk.providers),
-                teardown=uninstrument,
-            )
-        ],
-        unit="transition",
-        iterations=iterations,
-        rounds=rounds,
-        goal=1.10,
+    instrumented = Case(
+        subject, _report_step, 2, setup=instrumenting(**sdk.providers), teardown=uninstrument
     )
-    rows += compare(
-        SUITE,
-        "floor: what the contract's span events and attributes cost",
-        Case(
-            "one span + one record + one counter change",
-            _minimal_step(sdk.tracer_provider, sdk.meter_provider),
+    samples = measure([equal.case(), instrumented, minimal], iterations=iterations, rounds=rounds)
+    rows = [
+        added_against_floor(
+            samples,
+            SUITE,
+            "floor: per transition vs the same SDK calls",
+            subject,
+            equal,
+            bare=None,
+            unit="transition",
         ),
-        [hand_written],
-        unit="transition",
-        iterations=iterations,
-        rounds=rounds,
-        note="the same SDK calls as execstatus makes, against the literal minimum",
-    )
+        *ratio_rows(
+            samples,
+            SUITE,
+            "floor: what the contract's span events and attributes cost",
+            minimal.name,
+            [equal.name],
+            unit="transition",
+            note="the same SDK calls as execstatus makes, against the literal minimum",
+        ),
+    ]
     _require_spans_from_execstatus(sdk)
     sdk.shutdown()
-    return rows
+    return rows, {"floor": equal.describe()}
 
 
 def _require_spans_from_execstatus(sdk: Sdk) -> None:
-    """The hand-written floor exports spans too: check the instrumented case made its own."""
+    """The equal floor exports spans too: check the instrumented case made its own."""
     before = sdk.spans_exported()
     INSTRUMENTOR.instrument(**sdk.providers)
     try:
@@ -405,7 +350,9 @@ def import_cost(quick: bool) -> dict[str, str]:
 def main() -> None:
     options = arguments(__doc__.splitlines()[0])
     results = Results(SUITE, versions=versions("opentelemetry-api"))
-    results.rows += floor(options.quick)
+    rows, facts = floor(options.quick)
+    results.rows += rows
+    results.facts.update(facts)
     results.rows += disabled(options.quick)
     results.facts.update(memory(options.quick))
     results.facts.update(import_cost(options.quick))

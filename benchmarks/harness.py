@@ -22,12 +22,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
+import sdk_calls
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor, telemetry
+from opentelemetry_instrumentation_execstatus.adapters import Adapter
+from opentelemetry_instrumentation_execstatus.config import ExecStatusConfig
+from opentelemetry_instrumentation_execstatus.patching import Patch, Patcher, Wrapper
+from opentelemetry_instrumentation_execstatus.telemetry import Telemetry
 
 INSTRUMENTOR = ExecStatusInstrumentor()
 
@@ -59,6 +64,11 @@ class Row:
     baseline_us: float
     goal: float | None = None
     note: str = ""
+    # SDK calls per unit by kind (``sdk_calls.KINDS``), for a row against an equal floor:
+    # what the subject made and what the floor made, counted, equal by construction.
+    subject_calls: dict[str, float] | None = None
+    baseline_calls: dict[str, float] | None = None
+    equal_floor: bool = False  # the baseline is the subject's equal floor: calls must match
 
     @property
     def added_us(self) -> float:
@@ -89,6 +99,23 @@ class Results:
         return path
 
 
+Samples = dict[str, list[float]]  # microseconds per unit, one per round, by case name
+
+
+def measure(cases: Sequence[Case], *, iterations: int, rounds: int) -> Samples:
+    """Time every case in interleaved rounds (each once per round, in a rotating order): one
+    microseconds-per-unit figure per case and round."""
+    per_unit_us: Samples = {case.name: [] for case in cases}
+    for case in cases:  # warm-up: caches, lazy imports, first-time registrations
+        _timed(case, max(1, iterations // 10))
+    for round_number in range(rounds):
+        shift = round_number % len(cases)
+        for case in cases[shift:] + cases[:shift]:
+            seconds = _timed(case, iterations)
+            per_unit_us[case.name].append(seconds / (iterations * case.units) * 1e6)
+    return per_unit_us
+
+
 def compare(
     suite: str,
     benchmark: str,
@@ -102,31 +129,121 @@ def compare(
     note: str = "",
 ) -> list[Row]:
     """Time ``baseline`` and every subject in interleaved rounds; one row per subject."""
-    cases = [baseline, *subjects]
-    per_unit_us: dict[str, list[float]] = {case.name: [] for case in cases}
-    for case in cases:  # warm-up: caches, lazy imports, first-time registrations
-        _timed(case, max(1, iterations // 10))
-    for round_number in range(rounds):
-        shift = round_number % len(cases)
-        for case in cases[shift:] + cases[:shift]:
-            seconds = _timed(case, iterations)
-            per_unit_us[case.name].append(seconds / (iterations * case.units) * 1e6)
-    base = per_unit_us[baseline.name]
+    samples = measure([baseline, *subjects], iterations=iterations, rounds=rounds)
+    return ratio_rows(
+        samples,
+        suite,
+        benchmark,
+        baseline.name,
+        [case.name for case in subjects],
+        unit=unit,
+        goal=goal,
+        note=note,
+    )
+
+
+def ratio_rows(
+    samples: Samples,
+    suite: str,
+    benchmark: str,
+    baseline: str,
+    subjects: Sequence[str],
+    *,
+    unit: str,
+    goal: float | None = None,
+    note: str = "",
+) -> list[Row]:
+    """Each subject against ``baseline``: the median of the per-round ratios."""
+    base = samples[baseline]
     return [
         Row(
             suite=suite,
             benchmark=benchmark,
-            subject=case.name,
-            baseline=baseline.name,
+            subject=subject,
+            baseline=baseline,
             unit=unit,
-            ratio=statistics.median(s / b for s, b in zip(per_unit_us[case.name], base)),
-            subject_us=statistics.median(per_unit_us[case.name]),
+            ratio=statistics.median(s / b for s, b in zip(samples[subject], base)),
+            subject_us=statistics.median(samples[subject]),
             baseline_us=statistics.median(base),
             goal=goal,
             note=note,
         )
-        for case in subjects
+        for subject in subjects
     ]
+
+
+def added_against_floor(
+    samples: Samples,
+    suite: str,
+    benchmark: str,
+    subject: str,
+    floor: EqualFloor,
+    *,
+    bare: str | None,
+    unit: str,
+    goal: float = 1.10,
+) -> Row:
+    """What ``subject`` adds per unit over ``bare`` (None: nothing, the subject is all
+    instrumentation), against ``floor``'s cost per unit: the median of the per-round ratios."""
+    floor_us = samples[floor.name]
+    added_us = (
+        samples[subject]
+        if bare is None
+        else [s - b for s, b in zip(samples[subject], samples[bare])]
+    )
+    return Row(
+        suite=suite,
+        benchmark=benchmark,
+        subject=subject,
+        baseline=floor.name,
+        unit=f"{unit}{ADDED}",
+        ratio=statistics.median(a / f for a, f in zip(added_us, floor_us)),
+        subject_us=statistics.median(added_us),
+        baseline_us=statistics.median(floor_us),
+        goal=goal,
+        subject_calls=floor.calls_per_unit,
+        baseline_calls=floor.replayed_calls_per_unit,
+        equal_floor=True,
+    )
+
+
+def added_against_peer(
+    samples: Samples,
+    suite: str,
+    benchmark: str,
+    *,
+    ours: EqualFloor,
+    peer: EqualFloor,
+    bare: str,
+    unit: str,
+    goal: float = 1.10,
+) -> Row:
+    """What we add per unit against what the peer adds plus the SDK cost of what we emit
+    beyond it (our equal floor less the peer's), per round: emitting more is not mistaken for
+    being slow, and emitting less is not taken for being fast."""
+    ours_added = [s - b for s, b in zip(samples[ours.subject], samples[bare])]
+    fair = [
+        p - b + (mine - theirs)
+        for p, b, mine, theirs in zip(
+            samples[peer.subject], samples[bare], samples[ours.name], samples[peer.name]
+        )
+    ]
+    return Row(
+        suite=suite,
+        benchmark=benchmark,
+        subject=ours.subject,
+        baseline=f"{peer.subject} + SDK cost of what we emit beyond it",
+        unit=f"{unit}{ADDED}",
+        ratio=statistics.median(a / f for a, f in zip(ours_added, fair)),
+        subject_us=statistics.median(ours_added),
+        baseline_us=statistics.median(fair),
+        goal=goal,
+        subject_calls=ours.calls_per_unit,
+        baseline_calls=peer.calls_per_unit,
+    )
+
+
+ADDED = ", added"  # the unit of a row comparing two added costs (report.py prints them so)
 
 
 def added_cost_ratio(rows: Sequence[Row], subject: str, peer: str, benchmark: str) -> Row:
@@ -139,7 +256,7 @@ def added_cost_ratio(rows: Sequence[Row], subject: str, peer: str, benchmark: st
         benchmark=benchmark,
         subject=subject,
         baseline=peer,
-        unit=f"{ours.unit}, added",
+        unit=f"{ours.unit}{ADDED}",
         ratio=ours.added_us / theirs.added_us if theirs.added_us > 0 else float("inf"),
         subject_us=ours.added_us,
         baseline_us=theirs.added_us,
@@ -219,6 +336,132 @@ class Sdk:
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
+
+
+class EqualFloor:
+    """The SDK calls one iteration of an instrumented case made, made again by hand
+    (``sdk_calls``): the cost its telemetry has to have, timed as a case of its own.
+
+    ``record`` instruments with recording providers in front of ``sdk``, warms up, records
+    two iterations and keeps the second; both must make the same calls, or the unit is not
+    steady and the benchmark is invalid. The floor's own calls are counted the same way, and
+    must equal the record's, kind by kind and in order.
+    """
+
+    def __init__(
+        self, subject: str, log: sdk_calls.CallLog, instruments: list, units: int, sdk: Sdk
+    ) -> None:
+        self.subject = subject
+        self.name = f"same SDK calls as {subject}, by hand"
+        self.units = units
+        self._replay = sdk_calls.replay(log, instruments, sdk.tracer_provider, sdk.meter_provider)
+        self.calls_per_unit = sdk_calls.per_unit(log.counts(), units)
+        replayed = _replayed_calls(log, instruments, sdk)
+        require(
+            replayed.shape() == log.shape(),
+            f"the equal floor of {subject} does not make the calls it was recorded from",
+        )
+        self.replayed_calls_per_unit = sdk_calls.per_unit(replayed.counts(), units)
+
+    @classmethod
+    def record(
+        cls,
+        subject: str,
+        sdk: Sdk,
+        run: Callable[[int], object],
+        *,
+        units: int,
+        warm_up: int = 3,
+        **options: Any,
+    ) -> EqualFloor:
+        recorder = sdk_calls.RecordingProviders(sdk.tracer_provider, sdk.meter_provider)
+        INSTRUMENTOR.instrument(**recorder.providers, **options)
+        try:
+            run(warm_up)
+            with recorder.recording() as first:
+                run(1)
+            shape = first.shape()
+            with recorder.recording() as log:
+                run(1)
+        finally:
+            INSTRUMENTOR.uninstrument()
+        require(log.calls != [], f"{subject} made no SDK call to record")
+        require(log.shape() == shape, f"{subject} made other SDK calls from one unit to the next")
+        return cls(subject, log, recorder.instruments, units, sdk)
+
+    def case(self) -> Case:
+        replay = self._replay
+
+        def run(iterations: int) -> None:
+            for _ in range(iterations):
+                replay()
+
+        return Case(self.name, run, self.units)
+
+    def describe(self) -> str:
+        """The calls per unit, for the facts list."""
+        listed = ", ".join(
+            f"{count:g} {kind}s" for kind, count in self.calls_per_unit.items() if count
+        )
+        return f"SDK calls per unit, {self.subject}: {listed}"
+
+
+def _replayed_calls(log: sdk_calls.CallLog, instruments: list, sdk: Sdk) -> sdk_calls.CallLog:
+    """The calls a replay of ``log`` makes, recorded as the instrumented ones were."""
+    recorder = sdk_calls.RecordingProviders(sdk.tracer_provider, sdk.meter_provider)
+    replay = sdk_calls.replay(log, instruments, recorder.tracer_provider, recorder.meter_provider)
+    with recorder.recording() as replayed:
+        replay()
+    return replayed
+
+
+class PassThrough:
+    """Every function ``adapter`` wraps, wrapped instead by a wrapt pass-through: what the
+    no-SDK case is held to (its added cost per patched call against a pass-through's). Only
+    the adapter's ``Patch`` entries: an ``OnImport`` (an event listener, an attribute observed)
+    has no generic pass-through, and its benchmark says what stands for it. ``setup`` and
+    ``teardown`` are a case's."""
+
+    def __init__(self, adapter: type[Adapter]) -> None:
+        self._targets = [
+            (patch.module, patch.target)
+            for patch in adapter(Telemetry.create(ExecStatusConfig())).patches()
+            if isinstance(patch, Patch)
+        ]
+        self._patcher: Patcher | None = None
+        self._calls = 0
+
+    def setup(self, wrapper: Wrapper | None = None) -> None:
+        self._patcher = Patcher(
+            [Patch(module, target, wrapper or _pass_through) for module, target in self._targets]
+        )
+        self._patcher.start()
+
+    def teardown(self) -> None:
+        if self._patcher is not None:
+            self._patcher.stop()
+            self._patcher = None
+
+    def calls_per_unit(self, run: Callable[[int], object], units: int) -> float:
+        """How many patched calls one iteration of ``run`` makes, per unit."""
+        self.setup(self._counting)
+        try:
+            run(1)
+            before = self._calls
+            run(1)
+            return (self._calls - before) / units
+        finally:
+            self.teardown()
+
+    def _counting(
+        self, wrapped: Callable[..., Any], _instance: Any, args: tuple, kwargs: dict
+    ) -> Any:
+        self._calls += 1
+        return wrapped(*args, **kwargs)
+
+
+def _pass_through(wrapped: Callable[..., Any], _instance: Any, args: tuple, kwargs: dict) -> Any:
+    return wrapped(*args, **kwargs)
 
 
 def instrumenting(**options: Any) -> Callable[[], None]:

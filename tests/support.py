@@ -232,6 +232,9 @@ def run_quick_benchmark(suite: str, out: Path) -> dict[str, Any]:
             assert math.isfinite(row["subject_us"]), row
             assert math.isfinite(row["baseline_us"]), row
             assert row["baseline_us"] <= 0 or math.isfinite(row["ratio"]), row
+            if row["equal_floor"]:  # the floor made, counted, the calls the subject made
+                assert row["subject_calls"] == row["baseline_calls"], row
+                assert any(row["subject_calls"].values()), row
         else:
             for figure in ("ratio", "subject_us", "baseline_us"):
                 assert math.isfinite(row[figure]) and row[figure] > 0, (figure, row)

@@ -20,7 +20,10 @@ def test_the_core_benchmark_runs_and_reports_every_figure(tmp_path):
     rows = {(row["benchmark"], row["subject"]): row for row in results["rows"]}
     assert set(rows) == {
         ("floor: per transition vs the same SDK calls", "execstatus (public API)"),
-        ("floor: what the contract's span events and attributes cost", "same SDK calls, by hand"),
+        (
+            "floor: what the contract's span events and attributes cost",
+            "same SDK calls as execstatus (public API), by hand",
+        ),
         ("disabled: added per step vs a wrapt pass-through", "OTEL_SDK_DISABLED=true"),
         ("disabled: added per step vs a wrapt pass-through", "suppress_instrumentation()"),
         ("disabled: added per step vs a wrapt pass-through", "no SDK (API only)"),
