@@ -372,10 +372,19 @@ class EqualFloor:
         *,
         units: int,
         warm_up: int = 3,
+        peer: tuple[Callable[[sdk_calls.RecordingProviders], object], Callable[[], object]]
+        | None = None,
         **options: Any,
     ) -> EqualFloor:
+        """The floor of ``run`` instrumented with ``options``; or, for a ``peer`` (what
+        turns it on with the recording providers it is given, what turns it off), of the
+        peer's own telemetry."""
         recorder = sdk_calls.RecordingProviders(sdk.tracer_provider, sdk.meter_provider)
-        INSTRUMENTOR.instrument(**recorder.providers, **options)
+        turn_on, turn_off = peer or (
+            lambda providers: INSTRUMENTOR.instrument(**providers.providers, **options),
+            INSTRUMENTOR.uninstrument,
+        )
+        turn_on(recorder)
         try:
             run(warm_up)
             with recorder.recording() as first:
@@ -384,7 +393,7 @@ class EqualFloor:
             with recorder.recording() as log:
                 run(1)
         finally:
-            INSTRUMENTOR.uninstrument()
+            turn_off()
         require(log.calls != [], f"{subject} made no SDK call to record")
         require(log.shape() == shape, f"{subject} made other SDK calls from one unit to the next")
         return cls(subject, log, recorder.instruments, units, sdk)
