@@ -8,53 +8,71 @@ machinery plus whatever telemetry rides on it, so the instrumentation's cost is 
 can be (a step that reads and writes data takes milliseconds, and the same microseconds added
 vanish in it). The unit is the step: a run's time divided by its ``STEPS`` steps, so the run's
 own costs (compiling the plan, the pipeline and process spans, one each per run) are
-amortised over its steps; each step carries 1/``STEPS`` of them.
+amortised over its steps; each step carries 1/``STEPS`` of them. An iteration is a whole run,
+so one iteration makes the same SDK calls as the next (what an equal floor is recorded from).
 
-- per step: bare loom (no tracer, not instrumented) against the same runs instrumented with a
-  real SDK (batch span processor, a metric reader; ``Sdk``), and instrumented with no SDK at
-  all (no provider passed and none set globally: the API's no-op path).
-- peers: loom's own OpenTelemetry spans (``pipeline:X`` / ``process:X`` / ``step:X``, opened
-  when ``ObservabilityRuntime`` is given ``tracer=``, here a tracer of a second real SDK),
-  against bare and against execstatus, side by side. loom's tracer makes spans only, no
-  histogram and no counters; the SDK calls each makes per step are counted in an untimed run
-  and reported as facts, so the added cost can be read per call as well as per step.
+Every case is timed in one interleaved measurement (``harness.measure``):
+
+- bare loom (no tracer, not instrumented);
+- instrumented with a real SDK (batch span processor, a metric reader; ``Sdk``), and its equal
+  floor: the SDK calls one run of it made, made again by hand (``harness.EqualFloor``);
+- instrumented with no SDK at all (no provider passed and none set globally: the API's no-op
+  path), against a wrapt pass-through of every function the adapter patches
+  (``harness.PassThrough``: ``ObservabilityRuntime.emit`` and ``ETLExecutor.run_pipeline`` /
+  ``run_process`` / ``run_step``; the adapter has no other hook);
+- the peer: loom's own OpenTelemetry spans (``pipeline:X`` / ``process:X`` / ``step:X``,
+  opened when ``ObservabilityRuntime`` is given ``tracer=``, here a tracer of a second real
+  SDK), and its equal floor, recorded from loom's tracer the same way. loom's tracer makes
+  spans only (more attributes than ours, a status, no span event, no metric); ours is held to
+  what it adds plus the SDK cost of what we emit beyond it (our floor less the peer's,
+  ``harness.added_against_peer``): what loom's tracer does besides its SDK calls (building
+  its attributes, making its span current) counts as its cost, and the telemetry it does not
+  make is not counted as ours being slow. The peer against its own floor is a row too: how
+  far from its SDK calls a tracer built into the framework is.
 
 Validity: the instrumented and peer cases must have exported exactly the spans their runs made
 (``STEPS`` + 2 a run: none dropped, none missing), execstatus with an SDK metric points too,
 the no-SDK case must really be instrumented, and a bare run after them must leave every SDK
-untouched (instrumentation really off between blocks). Otherwise the script exits non-zero:
-it measured nothing.
+untouched (instrumentation really off between blocks); each floor must make, counted, the SDK
+calls it was recorded from; and with loom's tracer and execstatus both on, a run's spans must
+be loom's alone (ours are not doubled onto them). Otherwise the script exits non-zero: it
+measured nothing.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
-from typing import Any, Callable, ClassVar
+from dataclasses import replace
+from typing import Any, Callable, ClassVar, NamedTuple
 
 from harness import (
     INSTRUMENTOR,
     Case,
+    EqualFloor,
+    PassThrough,
     Results,
     Row,
+    Samples,
     Sdk,
+    added_against_floor,
+    added_against_peer,
     added_cost_ratio,
     arguments,
-    compare,
     finish,
     instrumented_without_sdk,
+    measure,
+    ratio_rows,
     require,
     scale,
     versions,
 )
 from loom.core.observability.runtime import ObservabilityRuntime
 from loom.etl import ETLParams, ETLPipeline, ETLProcess, ETLRunner, ETLStep, Format, IntoFile
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Tracer
+from sdk_calls import RecordingProviders
+
+from opentelemetry_instrumentation_execstatus.adapters.loom import LoomAdapter
 
 SUITE = "loom"
 STEPS = 20
@@ -68,6 +86,7 @@ ROUNDS = 55
 BARE = "bare"
 OURS = "execstatus, SDK"
 OURS_NO_SDK = "execstatus, no SDK"
+PASS_THROUGH = "wrapt pass-through"
 LOOM_TRACER = "loom native tracer"
 
 
@@ -127,6 +146,10 @@ class Runs:
         self._params = BenchParams()
         self.done = 0
 
+    def trace_with(self, tracer: Tracer | None) -> None:
+        """From the next run on, loom opens its own spans on ``tracer`` (None: no spans)."""
+        self._runner = _runner(tracer)
+
     def __call__(self, iterations: int) -> None:
         runner, params = self._runner, self._params
         for _ in range(iterations):
@@ -134,7 +157,67 @@ class Runs:
         self.done += iterations
 
 
+# -- the peer's equal floor ---------------------------------------------------------------------
+
+
+def _peer_floor(sdk: Sdk) -> EqualFloor:
+    """The SDK calls loom's own tracer makes in one run, recorded from loom tracing to the
+    recording providers, made again by hand on ``sdk``."""
+    runs = Runs()
+
+    def turn_on(providers: RecordingProviders) -> None:
+        runs.trace_with(providers.tracer_provider.get_tracer("loom"))
+
+    return EqualFloor.record(
+        LOOM_TRACER, sdk, runs, units=STEPS, peer=(turn_on, lambda: runs.trace_with(None))
+    )
+
+
 # -- the cases --------------------------------------------------------------------------------
+
+
+class Sdks(NamedTuple):
+    """One real SDK per case that emits, so each case's spans are counted on their own."""
+
+    ours: Sdk
+    theirs: Sdk  # loom's native tracer's
+    our_floor: Sdk
+    their_floor: Sdk
+
+    @classmethod
+    def create(cls) -> Sdks:
+        return cls(Sdk.create(), Sdk.create(), Sdk.create(), Sdk.create())
+
+    def shutdown(self) -> None:
+        for sdk in self:
+            sdk.shutdown()
+
+
+class Cases(NamedTuple):
+    bare: Case
+    ours: Case
+    our_floor: EqualFloor
+    no_sdk: Case
+    pass_through: Case
+    peer: Case
+    peer_floor: EqualFloor
+
+    def timed(self, sdks: Sdks) -> list[Case]:
+        """Every case, the floors flushed after each block as the others are."""
+        return [
+            self.bare,
+            self.ours,
+            _flushed(self.our_floor.case(), sdks.our_floor),
+            self.no_sdk,
+            self.pass_through,
+            self.peer,
+            _flushed(self.peer_floor.case(), sdks.their_floor),
+        ]
+
+
+def _flushed(case: Case, sdk: Sdk) -> Case:
+    """``case`` with ``sdk``'s span queue flushed after each block (untimed)."""
+    return replace(case, teardown=sdk.tracer_provider.force_flush)
 
 
 def _instrumented(name: str, runs: Runs, sdk: Sdk | None) -> Case:
@@ -155,6 +238,109 @@ def _instrumented(name: str, runs: Runs, sdk: Sdk | None) -> Case:
     )
 
 
+def cases(sdks: Sdks, instrumented: Runs, traced_by_loom: Runs, pass_through: PassThrough) -> Cases:
+    """The SDK case runs through ``instrumented``, the peer through ``traced_by_loom`` (its
+    tracer on ``sdks.theirs``); each floor is recorded (warmed up, then one run, twice: both
+    must make the same calls) on an SDK of its own."""
+    return Cases(
+        bare=Case(BARE, Runs(), STEPS),
+        ours=_instrumented(OURS, instrumented, sdks.ours),
+        our_floor=EqualFloor.record(OURS, sdks.our_floor, Runs(), units=STEPS),
+        no_sdk=_instrumented(OURS_NO_SDK, Runs(), None),
+        pass_through=Case(
+            PASS_THROUGH,
+            Runs(),
+            STEPS,
+            setup=pass_through.setup,
+            teardown=pass_through.teardown,
+        ),
+        peer=Case(
+            LOOM_TRACER,
+            traced_by_loom,
+            STEPS,
+            teardown=sdks.theirs.tracer_provider.force_flush,
+        ),
+        peer_floor=_peer_floor(sdks.their_floor),
+    )
+
+
+# -- the rows ---------------------------------------------------------------------------------
+
+
+def _peer_against_its_floor(samples: Samples, floor: EqualFloor) -> Row:
+    """What loom's tracer adds per step against its own SDK calls: how far a tracer written
+    by the framework's authors is from its floor (no goal: it is not ours)."""
+    row = added_against_floor(
+        samples,
+        SUITE,
+        "peers: loom native tracer, added per step vs the same SDK calls",
+        LOOM_TRACER,
+        floor,
+        bare=BARE,
+        unit="step",
+    )
+    row.goal = None
+    return row
+
+
+def rows(samples: Samples, timed: Cases) -> list[Row]:
+    per_step = ratio_rows(
+        samples,
+        SUITE,
+        "per step: instrumented vs bare",
+        BARE,
+        [OURS, OURS_NO_SDK, PASS_THROUGH],
+        unit="step",
+        note=f"one process of {STEPS} trivial steps per run; run and process spans amortised",
+    )
+    against_pass_through = added_cost_ratio(
+        per_step,
+        OURS_NO_SDK,
+        PASS_THROUGH,
+        "per step: no SDK, added per step vs a wrapt pass-through",
+    )
+    against_pass_through.goal = 2.0
+    peers = ratio_rows(
+        samples,
+        SUITE,
+        "peers: loom",
+        BARE,
+        [LOOM_TRACER],
+        unit="step",
+        note="loom's own spans (tracer= on ObservabilityRuntime), same workload",
+    )
+    return [
+        *per_step,
+        added_against_floor(
+            samples,
+            SUITE,
+            "per step: added per step vs the same SDK calls",
+            OURS,
+            timed.our_floor,
+            bare=BARE,
+            unit="step",
+        ),
+        against_pass_through,
+        *peers,
+        _peer_against_its_floor(samples, timed.peer_floor),
+        added_cost_ratio(
+            [*per_step, *peers], OURS, LOOM_TRACER, "peers: added per step vs loom's native tracer"
+        ),
+        added_against_peer(
+            samples,
+            SUITE,
+            "peers: added per step vs loom's native tracer and the SDK calls we make beyond it",
+            ours=timed.our_floor,
+            peer=timed.peer_floor,
+            bare=BARE,
+            unit="step",
+        ),
+    ]
+
+
+# -- validity ---------------------------------------------------------------------------------
+
+
 def _require_every_span(sdk: Sdk, runs: Runs, who: str) -> None:
     exported, made = sdk.spans_exported(), runs.done * SPANS_PER_RUN
     require(exported > 0, f"{who} exported no span")
@@ -171,58 +357,31 @@ def _runs_patched(runs: Runs) -> Callable[[], bool]:
     return patched
 
 
-def per_step(quick: bool, ours: Sdk) -> list[Row]:
-    instrumented = Runs()
-    iterations, rounds = scale(quick, RUNS_PER_BLOCK, ROUNDS)
-    rows = compare(
-        SUITE,
-        "per step: instrumented vs bare",
-        Case(BARE, Runs(), STEPS),
-        [_instrumented(OURS, instrumented, ours), _instrumented(OURS_NO_SDK, Runs(), None)],
-        unit="step",
-        iterations=iterations,
-        rounds=rounds,
-        note=f"one process of {STEPS} trivial steps per run; run and process spans amortised",
-    )
-    _require_every_span(ours, instrumented, OURS)
-    require(ours.metric_points() > 0, f"{OURS} recorded no metric point")
+def check(sdks: Sdks, instrumented: Runs, traced_by_loom: Runs) -> None:
+    """Fail unless each case did what its name says."""
+    _require_every_span(sdks.ours, instrumented, OURS)
+    require(sdks.ours.metric_points() > 0, f"{OURS} recorded no metric point")
+    _require_every_span(sdks.theirs, traced_by_loom, LOOM_TRACER)
+    require(sdks.theirs.metric_points() == 0, f"{LOOM_TRACER} is expected to record no metric")
     require(instrumented_without_sdk(_runs_patched(Runs())), f"{OURS_NO_SDK} was not instrumented")
-    _bare_emits_nothing([ours])
-    return rows
+    _bare_emits_nothing([sdks.ours, sdks.theirs])
+    _no_second_set_of_spans()
 
 
-def peers(quick: bool, theirs: Sdk) -> list[Row]:
-    """loom's own tracer on ``theirs``; ours on a fresh SDK, so each one's spans are counted."""
-    ours = Sdk.create()
-    instrumented, traced_by_loom = Runs(), Runs(theirs.tracer_provider.get_tracer("loom"))
-    iterations, rounds = scale(quick, RUNS_PER_BLOCK, ROUNDS)
-    rows = compare(
-        SUITE,
-        "peers: loom",
-        Case(BARE, Runs(), STEPS),
-        [
-            Case(
-                LOOM_TRACER,
-                traced_by_loom,
-                STEPS,
-                teardown=theirs.tracer_provider.force_flush,
-            ),
-            _instrumented(OURS, instrumented, ours),
-        ],
-        unit="step",
-        iterations=iterations,
-        rounds=rounds,
-        note="loom's own spans (tracer= on ObservabilityRuntime) vs ours, same workload",
-    )
-    _require_every_span(theirs, traced_by_loom, LOOM_TRACER)
-    require(theirs.metric_points() == 0, f"{LOOM_TRACER} is expected to record no metric")
-    _require_every_span(ours, instrumented, OURS)
-    _bare_emits_nothing([theirs, ours])
-    ours.shutdown()
-    return [
-        *rows,
-        added_cost_ratio(rows, OURS, LOOM_TRACER, "peers: added per step vs loom's native tracer"),
-    ]
+def _no_second_set_of_spans() -> None:
+    """With loom tracing itself and execstatus on, a run's spans are loom's only (ours are
+    not doubled onto them) and its histogram samples are recorded: what a user who turns both
+    on gets, and why the peer is compared with ours alone."""
+    sdk = Sdk.create()
+    runs = Runs(sdk.tracer_provider.get_tracer("loom"))
+    INSTRUMENTOR.instrument(**sdk.providers)
+    try:
+        runs(1)
+    finally:
+        INSTRUMENTOR.uninstrument()
+    _require_every_span(sdk, runs, f"{LOOM_TRACER} with execstatus on")
+    require(_histogram_samples(sdk.reader) > 0, "execstatus recorded nothing under loom's spans")
+    sdk.shutdown()
 
 
 def _bare_emits_nothing(sdks: Sequence[Sdk]) -> None:
@@ -231,50 +390,6 @@ def _bare_emits_nothing(sdks: Sequence[Sdk]) -> None:
     Runs()(3)
     after = [(sdk.spans_exported(), _histogram_samples(sdk.reader)) for sdk in sdks]
     require(before == after, f"a bare run emitted telemetry: {before} -> {after}")
-
-
-# -- what each makes per step, counted -------------------------------------------------------
-
-
-class _Counting:
-    """A meter provider that counts what is recorded through it, by instrument method."""
-
-    def __init__(self, provider: MeterProvider) -> None:
-        self._provider = provider
-        self.calls: Counter[str] = Counter()
-
-    def get_meter(self, *args: Any, **kwargs: Any) -> Any:
-        return _CountingMeter(self._provider.get_meter(*args, **kwargs), self.calls)
-
-
-class _CountingMeter:
-    def __init__(self, meter: Any, calls: Counter[str]) -> None:
-        self._meter, self._calls = meter, calls
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._meter, name)
-        if not name.startswith("create_"):
-            return attribute
-        kind = name[len("create_") :]
-        return lambda *args, **kwargs: _CountingInstrument(
-            attribute(*args, **kwargs), kind, self._calls
-        )
-
-
-class _CountingInstrument:
-    def __init__(self, instrument: Any, kind: str, calls: Counter[str]) -> None:
-        self._instrument, self._kind, self._calls = instrument, kind, calls
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._instrument, name)
-        if name not in ("add", "record"):
-            return method
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self._calls[f"{self._kind}.{name}"] += 1
-            return method(*args, **kwargs)
-
-        return counted
 
 
 def _histogram_samples(reader: InMemoryMetricReader) -> int:
@@ -289,42 +404,13 @@ def _histogram_samples(reader: InMemoryMetricReader) -> int:
     )
 
 
-def _calls_per_step(
-    runs: int, make_run: Callable[[TracerProvider], Callable[[int], None]], instrumented: bool
-) -> str:
-    exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    meter_provider = _Counting(MeterProvider(metric_readers=[InMemoryMetricReader()]))
-    run = make_run(tracer_provider)
-    if instrumented:
-        INSTRUMENTOR.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
-    try:
-        run(runs)
-    finally:
-        if instrumented:
-            INSTRUMENTOR.uninstrument()
-    spans = exporter.get_finished_spans()
-    steps = runs * STEPS
-    counts = {
-        "spans": len(spans),
-        "span events": sum(len(span.events) for span in spans),
-        "span attributes": sum(len(span.attributes or {}) for span in spans),
-        **{f"{kind} calls": count for kind, count in sorted(meter_provider.calls.items())},
-    }
-    if not meter_provider.calls:
-        counts["metric calls"] = 0
-    tracer_provider.shutdown()
-    return ", ".join(f"{count / steps:.2f} {what}" for what, count in counts.items())
-
-
-def sdk_calls() -> dict[str, str]:
-    runs = 5
+def facts(timed: Cases, pass_through: PassThrough) -> dict[str, str]:
+    calls = pass_through.calls_per_unit(Runs(), STEPS)
+    require(calls > 0, f"{PASS_THROUGH} wraps nothing loom calls")
     return {
-        f"SDK calls per step, {OURS}": _calls_per_step(runs, lambda _: Runs(), instrumented=True),
-        f"SDK calls per step, {LOOM_TRACER}": _calls_per_step(
-            runs, lambda provider: Runs(provider.get_tracer("loom")), instrumented=False
-        ),
+        "equal floor": timed.our_floor.describe(),
+        "equal floor, peer": timed.peer_floor.describe(),
+        "pass-through: patched calls per step": f"{calls:g}",
         "workload": (
             f"ETLRunner.run of 1 pipeline, 1 process, {STEPS} sequential steps returning a "
             f"constant, target writes discarded; per step = per run / {STEPS}"
@@ -334,13 +420,17 @@ def sdk_calls() -> dict[str, str]:
 
 def main() -> None:
     options = arguments(__doc__.splitlines()[0])
+    sdks = Sdks.create()
+    instrumented, traced_by_loom = Runs(), Runs(sdks.theirs.tracer_provider.get_tracer("loom"))
+    pass_through = PassThrough(LoomAdapter)
+    timed = cases(sdks, instrumented, traced_by_loom, pass_through)
+    iterations, rounds = scale(options.quick, RUNS_PER_BLOCK, ROUNDS)
+    samples = measure(timed.timed(sdks), iterations=iterations, rounds=rounds)
+    check(sdks, instrumented, traced_by_loom)
     results = Results(SUITE, versions=versions("loom-kernel", "polars"))
-    ours, theirs = Sdk.create(), Sdk.create()
-    results.rows += per_step(options.quick, ours)
-    results.rows += peers(options.quick, theirs)
-    results.facts.update(sdk_calls())
-    ours.shutdown()
-    theirs.shutdown()
+    results.rows += rows(samples, timed)
+    results.facts.update(facts(timed, pass_through))
+    sdks.shutdown()
     finish(results, options.out)
 
 

@@ -410,7 +410,9 @@ class EqualFloor:
     def describe(self) -> str:
         """The calls per unit, for the facts list."""
         listed = ", ".join(
-            f"{count:g} {kind}s" for kind, count in self.calls_per_unit.items() if count
+            f"{count:g} {kind}{'es' if kind.endswith('s') else 's'}"
+            for kind, count in self.calls_per_unit.items()
+            if count
         )
         return f"SDK calls per unit, {self.subject}: {listed}"
 

@@ -180,8 +180,38 @@ class RecordingTracer(trace.Tracer):
         )
         return RecordingSpan(real, index, self._log)
 
-    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("the package starts its spans with start_span")
+    @contextmanager
+    def start_as_current_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+        attributes: Any = None,
+        links: Any = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Iterator[Span]:
+        """``start_span`` and ``use_span``, as the SDK's own is made (a framework's tracer,
+        a peer, opens its spans so)."""
+        span = self.start_span(
+            name,
+            context,
+            kind,
+            attributes,
+            links,
+            start_time,
+            record_exception,
+            set_status_on_exception,
+        )
+        with trace.use_span(
+            span,
+            end_on_exit=end_on_exit,
+            record_exception=record_exception,
+            set_status_on_exception=set_status_on_exception,
+        ) as current:
+            yield current
 
 
 class _RecordingInstrument:
