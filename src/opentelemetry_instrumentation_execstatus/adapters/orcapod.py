@@ -5,7 +5,9 @@ and ``AsyncPipelineOrchestrator.run_async`` are every way a pipeline runs (``Pip
 calls one of them). Each call gets a fresh observer of ours, passed to the orchestrator next to
 the user's through orcapod's own ``CompositeObserver``, so the user's ``StatusObserver``,
 ``LoggingObserver`` or home-made observer receives every event as before, and its data logger is
-still the one used (ours offers only orcapod's no-op logger). The observer answers both hook
+still the one used (ours offers only orcapod's no-op logger). orcapod's own ``NoOpObserver``
+(what ``PipelineJob.run`` passes when the user gave none) does nothing with any event: ours is
+passed alone instead, without a composite in front. The observer answers both hook
 vocabularies: ``on_data_*`` and ``create_data_logger`` of the PyPI releases, ``on_packet_*`` and
 ``create_packet_logger`` of orcapod's main branch. When nothing records, the orchestrator is
 called as it was, with the user's observer alone.
@@ -25,6 +27,11 @@ which abandons the run's coroutine: the run ends ``cancelled`` when that corouti
 
 The async orchestrator runs nodes concurrently and item hooks as tasks on one event-loop thread,
 so all state is keyed by (run, node, item) and held by the run's own observer, never by thread.
+An item is known by its tag: on the async orchestrator, which hands each hook a fresh copy of
+it, by the tag's values; on the sync one, which hands an item's end the very tag object its
+start got, by that object (reading a tag's values converts its Arrow row to Python, which
+orcapod itself does not do, and costs more than the rest of an item's bookkeeping), and by its
+values only when another object comes.
 orcapod skips ``on_node_end`` on some error paths and reports only ``on_run_end`` (no outcome),
 so nodes and items still open when the orchestrator returns or raises are ended then: items
 ``cancelled``; a node by its items when the run returned, ``cancelled`` when it was interrupted,
@@ -35,9 +42,9 @@ node's failure).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry_instrumentation_execstatus import clock
 from opentelemetry_instrumentation_execstatus.adapters.base import Adapter
@@ -83,22 +90,27 @@ class OrcapodAdapter(Adapter):
             Patch(ASYNC_ORCHESTRATOR, "AsyncPipelineOrchestrator.run_async", run),
         ]
 
-    def new_run(self) -> _Run:
-        """A run of ours for one orchestrator call, with its observer (next to the user's)."""
+    def new_run(self, *, same_tag_objects: bool = False) -> _Run:
+        """A run of ours for one orchestrator call, with its observer (next to the user's).
+        ``same_tag_objects``: the orchestrator hands an item's end the very tag object its
+        start got (the sync one does)."""
         from orcapod.pipeline.observer import NoOpLogger
+        from orcapod.types import ColumnConfig
 
-        run = _Run(self, next(self._run_serials))
+        run = _Run(self, next(self._run_serials), ColumnConfig(system_tags=True), same_tag_objects)
         run.observer = _RunObserver(run, NoOpLogger())
         return run
 
-    def _run_called(self, _orchestrator: Any, _args: tuple, kwargs: dict) -> _Run | None:
+    def _run_called(self, orchestrator: Any, _args: tuple, kwargs: dict) -> _Run | None:
         if self.is_off():
             return None
         from orcapod.pipeline.composite_observer import CompositeObserver
+        from orcapod.pipeline.observer import NoOpObserver
+        from orcapod.pipeline.sync_orchestrator import SyncPipelineOrchestrator
 
-        run = self.new_run()
+        run = self.new_run(same_tag_objects=isinstance(orchestrator, SyncPipelineOrchestrator))
         user_observer = kwargs.get("observer")  # keyword-only in all three methods
-        if user_observer is not None:
+        if user_observer is not None and type(user_observer) is not NoOpObserver:
             run.observer = CompositeObserver(user_observer, run.observer)
         return run
 
@@ -129,12 +141,23 @@ class _Tally:
         return ExecutionStatus.SUCCEEDED
 
 
+class _OpenItem(NamedTuple):
+    identity: Identity
+    tag: Any  # the tag object its start was given
+
+
 @dataclass
 class _Node:
     key: Hashable
     identity: Identity
     tally: _Tally = field(default_factory=_Tally)
-    open_items: dict[Hashable, Identity] = field(default_factory=dict)
+    open_items: dict[Hashable, _OpenItem] = field(default_factory=dict)
+    # The tag object of the item started last, and that item's key: orcapod's sync path
+    # hands the same object to the item's end, whose key then needs no reading of the tag.
+    last_started: tuple[Any, Hashable] | None = None
+    # Without item spans, every item of the node has the same identity (for its label).
+    item_identity: Identity | None = None
+    item_serials: Iterator[int] = field(default_factory=itertools.count)
 
     def status_at_finish(self, error: BaseException | None) -> ExecutionStatus:
         """The status of a node still open when the orchestrator returned or raised."""
@@ -148,9 +171,16 @@ class _Node:
 class _Run:
     """One orchestrator call: its run, node and item executions, and their outcomes."""
 
-    def __init__(self, adapter: Adapter, serial: int) -> None:
+    def __init__(
+        self, adapter: Adapter, serial: int, tag_columns: Any, same_tag_objects: bool
+    ) -> None:
         self._adapter = adapter
         self._item_spans = adapter.item_spans
+        self._tag_columns = tag_columns  # what of a tag identifies its item (see _tag_identity)
+        # Items keyed by their tag object's arrival (a serial) rather than by its values:
+        # reading a tag's values converts its Arrow row to Python, which orcapod itself never
+        # does, and which would cost more than all the rest of an item's bookkeeping.
+        self._same_tag_objects = same_tag_objects
         self.key = adapter.key("run", serial)
         self.identity: Identity | None = None  # built at on_run_start
         self.observer: Any = None
@@ -213,8 +243,8 @@ class _Run:
     def _end_node(self, node: _Node, status: ExecutionStatus, at: clock.Instant | None) -> None:
         if self._open_nodes.pop(node.key, None) is None:
             return  # a second on_node_end, or already ended at finish
-        for item_key, identity in node.open_items.items():
-            self._adapter.report(item_key, ExecutionStatus.CANCELLED, identity, timestamp=at)
+        for item_key, item in node.open_items.items():
+            self._adapter.report(item_key, ExecutionStatus.CANCELLED, item.identity, timestamp=at)
         node.open_items.clear()
         error = node.tally.first_error if status is ExecutionStatus.FAILED else None
         self._adapter.report(node.key, status, node.identity, timestamp=at, error=error)
@@ -222,32 +252,62 @@ class _Run:
     # -- items -------------------------------------------------------------------------
 
     def item_started(self, node: _Node, label: str, tag: Any) -> None:
-        tag_identity = _tag_identity(tag)
-        item_key = (*node.key, "item", tag_identity)
-        identity = self._adapter.identity(
-            ExecutionLevel.ITEM,
-            name=label,
-            parent=node.key,
+        if self._same_tag_objects:
+            item_key = (*node.key, "item", next(node.item_serials))
+        else:
+            item_key = (*node.key, "item", _tag_identity(tag, self._tag_columns))
+        if self._item_spans:
             # A span's item id is the tag itself: only when item spans are asked for.
-            run_id=_tag_text(tag_identity) if self._item_spans else None,
-        )
-        node.open_items[item_key] = identity
+            identity = self._adapter.identity(
+                ExecutionLevel.ITEM,
+                name=label,
+                parent=node.key,
+                run_id=_tag_text(_tag_identity(tag, self._tag_columns)),
+            )
+        else:
+            identity = node.item_identity
+            if identity is None or identity.name != label:
+                identity = node.item_identity = self._adapter.identity(
+                    ExecutionLevel.ITEM, name=label, parent=node.key
+                )
+        node.open_items[item_key] = _OpenItem(identity, tag)
+        node.last_started = (tag, item_key)
         self._adapter.report(item_key, ExecutionStatus.RUNNING, identity)
 
     def item_ended(
         self, node: _Node, tag: Any, status: ExecutionStatus, error: BaseException | None
     ) -> None:
-        item_key = (*node.key, "item", _tag_identity(tag))
-        identity = node.open_items.pop(item_key, None)
-        if identity is None:  # its start was not seen: the tracker needs only the level
+        last_started = node.last_started
+        if last_started is not None and last_started[0] is tag:  # a tag is never changed
+            item_key = last_started[1]
+            node.last_started = None
+        else:  # another copy of the item's tag (the async path), or another item's
+            item_key = self._item_key_of_copy(node, tag)
+        item = node.open_items.pop(item_key, None)
+        if item is None:  # its start was not seen: the tracker needs only the level
             identity = self._adapter.identity(ExecutionLevel.ITEM, parent=node.key)
+        else:
+            identity = item.identity
         node.tally.count(status, error)
         self._tally.count(status, error)
         self._adapter.report(item_key, status, identity, error=error)
 
+    def _item_key_of_copy(self, node: _Node, tag: Any) -> Hashable:
+        """The key of the item ``tag`` is a copy of, found by its values: the key itself when
+        items are keyed by them; else that of the open item whose tag has the same values, or
+        a key of its own for an item whose start was not seen."""
+        tag_identity = _tag_identity(tag, self._tag_columns)
+        if not self._same_tag_objects:
+            return (*node.key, "item", tag_identity)
+        for item_key, item in node.open_items.items():
+            if _tag_identity(item.tag, self._tag_columns) == tag_identity:
+                return item_key
+        return (*node.key, "item", next(node.item_serials))
+
 
 class _RunObserver:
-    """Our side of the ``CompositeObserver``: orcapod's observer protocol, both vocabularies.
+    """Our observer (next to the user's in a ``CompositeObserver``, or alone): orcapod's
+    observer protocol, both vocabularies.
 
     ``contextualize`` gives each node its own view, which remembers that node, so item hooks
     find it without relying on labels being unique. orcapod calls source nodes' hooks on the
@@ -321,14 +381,16 @@ class _RunObserver:
         return self._node if self._node is not None else self._run.node_by_label(label)
 
 
-def _tag_identity(tag: Any) -> Hashable:
+def _tag_identity(tag: Any, columns: Any) -> Hashable:
     """What tells one item from another within a node, stable across orcapod's tag copies.
 
     The async path hands over a fresh copy of the tag at every hook, so the tag's values
     (user and system tags, which include the source record id) identify it, not the object.
+    ``columns`` is orcapod's ``ColumnConfig(system_tags=True)``, built once per run: given
+    as a dict, each call would build it again, twice.
     """
     try:
-        values = tag.as_dict(columns={"system_tags": True})
+        values = tag.as_dict(columns=columns)
         identity = tuple(sorted(values.items()))
         hash(identity)
     except Exception:
