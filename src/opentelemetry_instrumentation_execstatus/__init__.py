@@ -8,9 +8,10 @@ Usage::
 
 or, with no code at all, ``opentelemetry-instrument python my_pipeline.py``.
 
-Each orchestrator adapter is enabled when its framework is importable and patches it when it is
-imported, so ``instrument()`` itself imports no orchestrator. Orchestrators we don't patch report
-through the public API in ``opentelemetry_instrumentation_execstatus.api``.
+Each orchestrator adapter is loaded when its framework is imported, and patches it then if the
+framework's installed version is one it supports: ``instrument()`` itself imports no orchestrator
+and no adapter, and costs the same however many adapters there are. Orchestrators we don't patch
+report through the public API in ``opentelemetry_instrumentation_execstatus.api``.
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ from __future__ import annotations
 import atexit
 import os
 from collections.abc import Collection
+from functools import partial
+from types import ModuleType
 from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from opentelemetry_instrumentation_execstatus import telemetry
-from opentelemetry_instrumentation_execstatus.adapters import all_adapters
-from opentelemetry_instrumentation_execstatus.adapters.base import enabled_adapters
+from opentelemetry_instrumentation_execstatus.adapters import Listed, selected_by_top_module
 from opentelemetry_instrumentation_execstatus.config import ExecStatusConfig
 from opentelemetry_instrumentation_execstatus.package import _instruments
-from opentelemetry_instrumentation_execstatus.patching import Patcher
+from opentelemetry_instrumentation_execstatus.patching import AnyPatch, LoadOnImport, Patcher
 from opentelemetry_instrumentation_execstatus.safety import report_internal_error
 from opentelemetry_instrumentation_execstatus.telemetry import Telemetry
 from opentelemetry_instrumentation_execstatus.version import __version__
@@ -56,10 +58,6 @@ class ExecStatusInstrumentor(BaseInstrumentor):
             live = Telemetry.create(
                 config, kwargs.get("tracer_provider"), kwargs.get("meter_provider")
             )
-            adapters = [
-                adapter_cls(live)
-                for adapter_cls in enabled_adapters(all_adapters(), config.orchestrators)
-            ]
         except Exception:
             # A provider that cannot hand out a tracer or an instrument: instrument nothing
             # rather than raise into the application (or stop opentelemetry-instrument from
@@ -68,7 +66,12 @@ class ExecStatusInstrumentor(BaseInstrumentor):
             return
         telemetry.activate(live)
         _end_in_flight_at_exit()
-        self._patcher = Patcher([patch for adapter in adapters for patch in adapter.patches()])
+        self._patcher = Patcher(
+            [
+                LoadOnImport(top_module, partial(_adapter_patches, live, listed, config))
+                for top_module, listed in selected_by_top_module(config.orchestrators).items()
+            ]
+        )
         self._patcher.start()
 
     def _uninstrument(self, **kwargs: Any) -> None:
@@ -81,6 +84,18 @@ class ExecStatusInstrumentor(BaseInstrumentor):
         telemetry.activate(None)
         if live is not None:
             live.close()
+
+
+def _adapter_patches(
+    live: Telemetry, listed: list[Listed], config: ExecStatusConfig, _framework: ModuleType
+) -> list[AnyPatch]:
+    """When a framework is imported: its adapters (``listed``, all of one top module), those
+    that support its installed version made with the live telemetry, and what they patch.
+    The version check, and its one log line for a version none supports, happen here."""
+    from opentelemetry_instrumentation_execstatus.adapters.base import enabled_adapters
+
+    enabled = enabled_adapters([entry.load() for entry in listed], config.orchestrators)
+    return [patch for adapter_cls in enabled for patch in adapter_cls(live).patches()]
 
 
 EXIT_GRACE_SECONDS = 0.5

@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry_instrumentation_execstatus.normalize import clean_text
 
@@ -38,9 +37,11 @@ class ExceptionDetail(str, Enum):
     """No ``exception`` event."""
 
 
-@dataclass(frozen=True)
-class ExecStatusConfig:
-    """The instrumentation's options; see the README's configuration table."""
+class ExecStatusConfig(NamedTuple):
+    """The instrumentation's options; see the README's configuration table.
+
+    A named tuple, not a dataclass: it is defined at every instrumented process's start, and
+    a frozen dataclass takes several times as long to define."""
 
     orchestrators: frozenset[str] | None = None
     """Adapters to enable by name (e.g. ``routilux``); None enables every available one."""
@@ -69,25 +70,25 @@ class ExecStatusConfig:
     ) -> ExecStatusConfig:
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for field in fields(cls):
-            if field.name in options and options[field.name] is not None:
-                raw: Any = options[field.name]
+        for name in cls._fields:
+            if name in options and options[name] is not None:
+                raw: Any = options[name]
             else:
-                raw = environ.get(ENV_PREFIX + field.name.upper())
+                raw = environ.get(ENV_PREFIX + name.upper())
                 if raw is None or not str(raw).strip():
                     continue
             try:
-                parsed = _PARSERS[field.name](raw)
+                parsed = _PARSERS[name](raw)
             except Exception:  # a value no parser can read (not iterable, __str__ raising...)
                 parsed = None
             if parsed is None:
                 _LOG.warning(
                     "ignoring invalid execstatus option %s=%s",
-                    field.name,
+                    name,
                     clean_text(raw) or type(raw).__name__,
                 )
                 continue
-            values[field.name] = parsed
+            values[name] = parsed
         return cls(**values)
 
 

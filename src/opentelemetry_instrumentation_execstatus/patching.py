@@ -2,10 +2,13 @@
 
 ``instrument()`` must import no orchestrator, so each patch waits for its module with a wrapt
 post-import hook (run at once when the module is already loaded). wrapt cannot unregister such
-hooks, so one dispatcher per module name is registered for the life of the process and forwards
-to whichever ``Patcher`` is active; after ``uninstrument()`` it forwards to nobody. Besides wrapt
-wrappers (``Patch``), a patch may be any step that knows how to undo itself (``OnImport``), such
-as listening to a framework's own events.
+hooks, so one dispatcher per module name waits for its import and forwards to whichever
+``Patcher`` is active; after ``uninstrument()`` it forwards to nobody. wrapt forgets a hook once
+it has run, so a module imported anew (taken out of ``sys.modules`` and imported again) gets a
+new dispatcher when it is next listened for. Besides wrapt wrappers (``Patch``), a patch may be
+any step that knows how to undo itself (``OnImport``), such as listening to a framework's own
+events, or what finds more patches once a module is imported (``LoadOnImport``): the adapters
+of a framework are loaded only when it is.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ import importlib
 import logging
 import sys
 import threading
-from dataclasses import dataclass
+from functools import partial
 from types import ModuleType
-from typing import Any, Callable, Union
+from typing import Any, Callable, NamedTuple, Union
 
 import wrapt
 from opentelemetry.instrumentation.utils import unwrap
@@ -30,8 +33,11 @@ _LOG = logging.getLogger(__name__)
 Wrapper = Callable[[Callable[..., Any], Any, tuple, dict], Any]
 
 
-@dataclass(frozen=True)
-class Patch:
+# The patches are named tuples, not dataclasses: every instrumented process defines them at
+# start-up, and a frozen dataclass takes several times as long to define.
+
+
+class Patch(NamedTuple):
     """Wrap ``module:target`` (``"function"`` or ``"Class.method"``) with ``wrapper``."""
 
     module: str
@@ -39,33 +45,50 @@ class Patch:
     wrapper: Wrapper
 
 
-@dataclass(frozen=True)
-class OnImport:
+class OnImport(NamedTuple):
     """Call ``apply(module)`` when ``module`` is imported; it returns what undoes it."""
 
     module: str
     apply: Callable[[ModuleType], Callable[[], None]]
 
 
-AnyPatch = Union[Patch, OnImport]
+class LoadOnImport(NamedTuple):
+    """When ``module`` is imported, call ``load(module)`` for more patches, each applied as
+    the others are: at once if its module is imported already, else when it is. They are
+    removed with the others."""
+
+    module: str
+    load: Callable[[ModuleType], list[AnyPatch]]
+
+
+AnyPatch = Union[Patch, OnImport, LoadOnImport]
 
 
 class Patcher:
     """Owns one set of patches: applies each when its module loads, removes all on ``stop``."""
 
     def __init__(self, patches: list[AnyPatch]) -> None:
-        self._patches = patches
-        self._applied: set[Any] = set()  # what is applied: (owner, attribute) or an OnImport
+        self._patches = list(patches)
+        # What is applied: (owner, attribute), an OnImport, or a LoadOnImport that has loaded.
+        self._applied: set[Any] = set()
         self._undo: list[Callable[[], None]] = []
-        self._lock = threading.Lock()
+        # Reentrant: an OnImport applied under it may import a module that has patches too.
+        self._lock = threading.RLock()
         self._active = False
 
     def start(self) -> None:
         global _active_patcher
         self._active = True
         _active_patcher = self
-        for module_name in dict.fromkeys(patch.module for patch in self._patches):
-            _listen(module_name)
+        _listen_all(self._patches)
+
+    def add(self, patches: list[AnyPatch]) -> None:
+        """Apply ``patches`` too: at once where their module is imported, else when it is."""
+        with self._lock:
+            if not self._active:
+                return
+            self._patches.extend(patches)
+        _listen_all(patches)
 
     def stop(self) -> None:
         global _active_patcher
@@ -82,8 +105,11 @@ class Patcher:
                 report_internal_error("removing a patch")
 
     def _on_import(self, module: ModuleType) -> None:
-        for patch in self._patches:
-            if patch.module != module.__name__:
+        with self._lock:
+            waiting = [patch for patch in self._patches if patch.module == module.__name__]
+        for patch in waiting:
+            if isinstance(patch, LoadOnImport):
+                self._load(module, patch)
                 continue
             with self._lock:
                 if not self._active:
@@ -93,7 +119,22 @@ class Patcher:
                 except Exception:
                     report_internal_error(f"patching {patch.module}")
 
-    def _apply(self, module: ModuleType, patch: AnyPatch) -> None:
+    def _load(self, module: ModuleType, patch: LoadOnImport) -> None:
+        """Once per activation. ``load`` runs without the lock: it imports modules (an
+        adapter's), and an import in another thread may be waiting for the lock in a hook
+        while holding what that import needs."""
+        with self._lock:
+            if not self._active or patch in self._applied:
+                return
+            self._applied.add(patch)
+        try:
+            found = patch.load(module)
+        except Exception:
+            report_internal_error(f"loading what patches {patch.module}")
+            return
+        self.add(list(found))
+
+    def _apply(self, module: ModuleType, patch: Patch | OnImport) -> None:
         # Called with self._lock held.
         if isinstance(patch, OnImport):
             if patch not in self._applied:
@@ -195,31 +236,43 @@ def _resolve(module: ModuleType, target: str) -> tuple[Any, str]:
 
 
 _active_patcher: Patcher | None = None
-_listening: set[str] = set()
-_listening_lock = threading.Lock()
+_waiting: set[str] = set()  # module names whose dispatcher wrapt holds, not yet run
+_waiting_lock = threading.Lock()
 
 
 def _reset_locks_after_fork() -> None:
     """A parent thread importing a module at fork may have held them: re-create both."""
-    global _listening_lock
-    _listening_lock = threading.Lock()
+    global _waiting_lock
+    _waiting_lock = threading.Lock()
     if _active_patcher is not None:
-        _active_patcher._lock = threading.Lock()
+        _active_patcher._lock = threading.RLock()
 
 
 after_fork_in_child(_reset_locks_after_fork)
 
 
+def _listen_all(patches: list[AnyPatch]) -> None:
+    for module_name in dict.fromkeys(patch.module for patch in patches):
+        _listen(module_name)
+
+
 def _listen(module_name: str) -> None:
-    with _listening_lock:
-        first = module_name not in _listening
-        _listening.add(module_name)
+    with _waiting_lock:
+        first = module_name not in _waiting
+        _waiting.add(module_name)
     if first:
-        wrapt.register_post_import_hook(_dispatch, module_name)
-    else:
+        wrapt.register_post_import_hook(partial(_on_hook, module_name), module_name)
+    else:  # a dispatcher waits already: the module may be loading right now
         module = sys.modules.get(module_name)
         if module is not None:
             _dispatch(module)
+
+
+def _on_hook(module_name: str, module: ModuleType) -> None:
+    """wrapt's call, once: the module is imported (or was already, at registration)."""
+    with _waiting_lock:
+        _waiting.discard(module_name)
+    _dispatch(module)
 
 
 def _dispatch(module: ModuleType) -> None:

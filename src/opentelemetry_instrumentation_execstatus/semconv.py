@@ -3,6 +3,11 @@
 Label values are closed, typed enums so that a backend never sees an unbounded set: whatever
 an orchestrator reports is mapped onto one of these members (see ``normalize``), never passed
 through. Changing anything here changes the public interface and needs a CHANGELOG entry.
+
+The CI/CD names and values are those of the OpenTelemetry semantic conventions, written out
+rather than read from ``opentelemetry-semantic-conventions``' incubating module, which every
+instrumented process would otherwise import at start-up for a dozen strings (a test checks
+that they are the package's).
 """
 
 from __future__ import annotations
@@ -10,7 +15,6 @@ from __future__ import annotations
 from enum import Enum
 from typing import Final
 
-from opentelemetry.semconv._incubating.attributes import cicd_attributes
 from opentelemetry.semconv.attributes import error_attributes
 
 
@@ -116,9 +120,9 @@ class HealthResult(str, Enum):
 class WorkerState(str, Enum):
     """``cicd.worker.state`` values of the OpenTelemetry CI/CD conventions."""
 
-    AVAILABLE = cicd_attributes.CicdWorkerStateValues.AVAILABLE.value
-    BUSY = cicd_attributes.CicdWorkerStateValues.BUSY.value
-    OFFLINE = cicd_attributes.CicdWorkerStateValues.OFFLINE.value
+    AVAILABLE = "available"
+    BUSY = "busy"
+    OFFLINE = "offline"
 
 
 WORKER_STATE_ALIASES: Final[dict[str, WorkerState]] = {
@@ -151,12 +155,12 @@ class MetricUnit(str, Enum):
 class CicdResult(str, Enum):
     """``cicd.pipeline.result`` / ``cicd.pipeline.task.run.result`` values."""
 
-    SUCCESS = cicd_attributes.CicdPipelineResultValues.SUCCESS.value
-    FAILURE = cicd_attributes.CicdPipelineResultValues.FAILURE.value
-    ERROR = cicd_attributes.CicdPipelineResultValues.ERROR.value
-    TIMEOUT = cicd_attributes.CicdPipelineResultValues.TIMEOUT.value
-    CANCELLATION = cicd_attributes.CicdPipelineResultValues.CANCELLATION.value
-    SKIP = cicd_attributes.CicdPipelineResultValues.SKIP.value
+    SUCCESS = "success"
+    FAILURE = "failure"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    CANCELLATION = "cancellation"
+    SKIP = "skip"
 
 
 CICD_RESULT_BY_STATUS: Final[dict[ExecutionStatus, CicdResult]] = {
@@ -181,13 +185,13 @@ EXECUTION_WORKER_OUTCOME: Final = "execution.worker.outcome"
 EXECUTION_WORKER_SPAWN_FAILURE_REASON: Final = "execution.worker.spawn_failure.reason"
 EXECUTION_WORKER_HEALTH_RESULT: Final = "execution.worker.health.result"
 # The OpenTelemetry semantic conventions' own names, wherever they have one.
-CICD_PIPELINE_NAME: Final = cicd_attributes.CICD_PIPELINE_NAME
-CICD_PIPELINE_RUN_ID: Final = cicd_attributes.CICD_PIPELINE_RUN_ID
-CICD_PIPELINE_RESULT: Final = cicd_attributes.CICD_PIPELINE_RESULT
-CICD_PIPELINE_TASK_NAME: Final = cicd_attributes.CICD_PIPELINE_TASK_NAME
-CICD_PIPELINE_TASK_RUN_ID: Final = cicd_attributes.CICD_PIPELINE_TASK_RUN_ID
-CICD_PIPELINE_TASK_RUN_RESULT: Final = cicd_attributes.CICD_PIPELINE_TASK_RUN_RESULT
-CICD_WORKER_STATE: Final = cicd_attributes.CICD_WORKER_STATE
+CICD_PIPELINE_NAME: Final = "cicd.pipeline.name"
+CICD_PIPELINE_RUN_ID: Final = "cicd.pipeline.run.id"
+CICD_PIPELINE_RESULT: Final = "cicd.pipeline.result"
+CICD_PIPELINE_TASK_NAME: Final = "cicd.pipeline.task.name"
+CICD_PIPELINE_TASK_RUN_ID: Final = "cicd.pipeline.task.run.id"
+CICD_PIPELINE_TASK_RUN_RESULT: Final = "cicd.pipeline.task.run.result"
+CICD_WORKER_STATE: Final = "cicd.worker.state"
 ERROR_TYPE: Final = error_attributes.ERROR_TYPE
 
 # Span event added at every status change.

@@ -6,7 +6,7 @@ the public API finds it here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from opentelemetry import metrics, trace
 
@@ -21,8 +21,11 @@ INSTRUMENTATION_NAME = "opentelemetry_instrumentation_execstatus"
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
 
 
-@dataclass(frozen=True)
-class Telemetry:
+class Telemetry(NamedTuple):
+    """The core of one instrumentation: its options, tracker and worker recorder. A named
+    tuple, not a dataclass: it is defined at every instrumented process's start, and a frozen
+    dataclass takes several times as long to define."""
+
     config: ExecStatusConfig
     tracker: StatusTracker
     workers: WorkerRecorder

@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import pickle
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
 import pytest
 
-from opentelemetry_instrumentation_execstatus.patching import OnImport, Patch, Patcher
+from opentelemetry_instrumentation_execstatus.patching import LoadOnImport, OnImport, Patch, Patcher
 
 
 @pytest.fixture
@@ -128,3 +129,160 @@ def test_patched_functions_pickle_and_copy_like_the_originals(picklable_module) 
     assert work is original_work and run is original_run  # the name now holds the original
     assert bound() == "ran a" and bound.__func__ is original_run
     assert calls == ["run", "run", "run"]
+
+
+def _recording_wrapper(calls: list[str]) -> Callable[..., object]:
+    def wrapper(wrapped, _instance, args, kwargs):
+        calls.append("wrapped")
+        return wrapped(*args, **kwargs)
+
+    return wrapper
+
+
+def test_what_a_load_on_import_finds_is_applied_on_import_and_undone_on_stop(
+    late_module: str,
+) -> None:
+    """The patches are known only once the module is imported (an adapter loaded then)."""
+    loaded: list[str] = []
+    calls: list[str] = []
+
+    def load(module: ModuleType) -> list:
+        loaded.append(module.__name__)
+        return [Patch(module.__name__, "work", _recording_wrapper(calls))]
+
+    patcher = Patcher([LoadOnImport(late_module, load)])
+    patcher.start()
+    assert loaded == []
+    assert late_module not in sys.modules
+
+    module = __import__(late_module)
+    original = module.work.__wrapped__
+    assert loaded == [late_module]
+    assert module.work() == "done"
+    assert calls == ["wrapped"]
+
+    patcher.stop()
+    assert module.work is original
+    assert module.work() == "done"
+    assert calls == ["wrapped"]
+
+
+def test_a_load_on_import_of_an_imported_module_loads_and_applies_at_once(
+    late_module: str, tmp_path: Path
+) -> None:
+    """Loaded at start, and what it finds applied at once, on this module and on another
+    one imported already; and on one imported later, when it is."""
+    imported, later = f"{late_module}_imported", f"{late_module}_later"
+    for name in (imported, later):
+        (tmp_path / f"{name}.py").write_text("def work():\n    return 'other'\n")
+    module, other = __import__(late_module), __import__(imported)
+    calls: list[str] = []
+    wrapper = _recording_wrapper(calls)
+    hooked: list[str] = []
+
+    def hook(_module: ModuleType) -> Callable[[], None]:
+        hooked.append("on")
+        return lambda: hooked.append("off")
+
+    def load(_module: ModuleType) -> list:
+        return [
+            Patch(late_module, "work", wrapper),
+            OnImport(late_module, hook),
+            Patch(imported, "work", wrapper),
+            Patch(later, "work", wrapper),
+        ]
+
+    patcher = Patcher([LoadOnImport(late_module, load)])
+    patcher.start()
+    try:
+        assert module.work() == "done"
+        assert other.work() == "other"
+        assert hooked == ["on"]
+        assert calls == ["wrapped", "wrapped"]
+        assert __import__(later).work() == "other"
+        assert calls == ["wrapped", "wrapped", "wrapped"]
+    finally:
+        patcher.stop()
+        for name in (imported, later):
+            sys.modules.pop(name, None)
+    assert hooked == ["on", "off"]
+    assert module.work() == "done" and other.work() == "other"
+    assert calls == ["wrapped", "wrapped", "wrapped"]
+
+
+def test_a_failing_load_is_contained_and_the_other_patches_still_apply(late_module: str) -> None:
+    def broken(_module: ModuleType) -> list:
+        raise RuntimeError("load failed")
+
+    calls: list[str] = []
+    patcher = Patcher(
+        [LoadOnImport(late_module, broken), Patch(late_module, "work", _recording_wrapper(calls))]
+    )
+    patcher.start()
+    try:
+        module = __import__(late_module)
+        assert module.work() == "done"
+        assert calls == ["wrapped"]
+    finally:
+        patcher.stop()
+
+
+def test_what_a_load_finds_after_stop_is_not_applied(late_module: str) -> None:
+    """A load still running when ``uninstrument()`` stops its patcher adds nothing."""
+    calls: list[str] = []
+
+    def load(_module: ModuleType) -> list:
+        patcher.stop()
+        return [Patch(late_module, "work", _recording_wrapper(calls))]
+
+    patcher = Patcher([LoadOnImport(late_module, load)])
+    patcher.start()
+    module = __import__(late_module)
+    assert not hasattr(module.work, "__wrapped__")
+    assert module.work() == "done"
+    assert calls == []
+
+
+def test_a_module_imported_anew_is_patched_by_the_next_patcher(late_module: str) -> None:
+    """wrapt runs a post-import hook once: a module taken out of ``sys.modules`` and
+    imported again (a test's framework, a plugin reloaded) still gets the next patches."""
+    for round_number in range(3):
+        calls: list[str] = []
+        patcher = Patcher([Patch(late_module, "work", _recording_wrapper(calls))])
+        patcher.start()
+        try:
+            module = __import__(late_module)
+            assert module.work() == "done"
+            assert calls == ["wrapped"], round_number
+        finally:
+            patcher.stop()
+            sys.modules.pop(late_module, None)
+
+
+def test_an_on_import_that_imports_a_module_with_patches_does_not_deadlock(
+    late_module: str, tmp_path: Path
+) -> None:
+    """The patcher's lock is held while an ``OnImport`` applies; one that imports a module
+    with patches of the same patcher re-enters it on the same thread."""
+    other = f"{late_module}_other"
+    (tmp_path / f"{other}.py").write_text("def work():\n    return 'other'\n")
+    calls: list[str] = []
+
+    def importing(_module: ModuleType) -> Callable[[], None]:
+        __import__(other)
+        return lambda: None
+
+    patcher = Patcher(
+        [OnImport(late_module, importing), Patch(other, "work", _recording_wrapper(calls))]
+    )
+    patcher.start()
+    importer = threading.Thread(target=__import__, args=(late_module,), daemon=True)
+    importer.start()
+    importer.join(timeout=10)
+    assert not importer.is_alive(), "deadlocked"  # (stopping the patcher would hang too)
+    try:
+        assert sys.modules[other].work() == "other"
+        assert calls == ["wrapped"]
+    finally:
+        patcher.stop()
+        sys.modules.pop(other, None)

@@ -7,9 +7,11 @@ status report, one outcome rule, worker reports bound to its orchestrator, and t
 the OpenTelemetry context a framework that traces itself needs. Adapters import nothing from
 OpenTelemetry; the core is handed to them (``Telemetry``), never looked up.
 
-Enablement: an adapter is used when its framework's top-level module is importable and the
-installed version of its distribution is in ``supported``. A version outside the range is not
-patched, and one log line per distribution says what was found and what is supported.
+Enablement: an adapter is loaded when its framework's top-level module is imported (see
+``adapters.ADAPTERS``), and used when that module is the framework (not a namespace package of
+the same name) and the installed version of its distribution is in ``supported``. A version
+outside the range is not patched, and one log line per distribution says what was found and
+what is supported.
 """
 
 from __future__ import annotations
@@ -129,7 +131,8 @@ class Adapter(ABC):
     """``execution.orchestrator`` of everything the adapter reports."""
 
     top_module: ClassVar[str]
-    """The framework's top-level module; the adapter is enabled only when it is importable."""
+    """The framework's top-level module: the adapter is loaded when it is imported (it is
+    listed with the adapter in ``adapters.ADAPTERS``)."""
 
     distribution: ClassVar[str | None]
     """The distribution whose installed version is checked against ``supported``; None when
