@@ -7,7 +7,7 @@ interrupted step ends ``cancelled``; the ``orchestrators`` option selects the ad
 unsupported installed version is left unpatched, with its log line. In every environment: the
 adapter modules import nothing from OpenTelemetry, and every listed adapter has a scenario.
 
-A new adapter gets all of it by being listed in ``adapters.all_adapters()`` and bringing its
+A new adapter gets all of it by being listed in ``adapters.ADAPTERS`` and bringing its
 scenario (``scenarios``); an unpublished framework, a shaped package (``frameworks``).
 
 A package, so that its ``conftest`` is ``conformance.conftest`` and never shadows the plain
