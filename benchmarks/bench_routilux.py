@@ -14,13 +14,23 @@ Each timed block starts a fresh ``Runtime`` and worker (untimed, after instrumen
 instrumented cases see the worker start as a user's process does and keep its busy/available
 state per step; the block ends with ``Runtime.shutdown`` (untimed, before uninstrumenting).
 
-Cases, timed side by side in interleaved rounds:
+Cases, timed side by side in interleaved rounds (one ``measure``):
 
 - bare: routilux not instrumented;
 - execstatus, SDK: instrumented with a real SDK (batch span processor, metric reader);
+- its equal floor: the SDK calls one job of it made (recorded from one whole job, a run and its
+  steps, after a warm-up; two jobs in a row must make the same calls), made again by hand on
+  an SDK of the same kind (``harness.EqualFloor``). Row: what the SDK case adds per step over
+  bare, against the floor's cost per step (goal 1.10);
 - execstatus, no SDK: instrumented with no providers and no global provider ever set, the
   API-only path a process takes when the instrumentation is installed but OpenTelemetry is not
-  configured.
+  configured;
+- wrapt pass-through: every function the adapter patches wrapped by a plain pass-through
+  (``harness.PassThrough``). The adapter's ``OnImport`` makes ``Routine._logic`` a data
+  descriptor (its one read per step is how a step is seen); a descriptor that only returns the
+  instance's own value stands for it. Row: what the no-SDK case adds per step over bare,
+  against what the pass-through adds (goal 2.0). The patched calls and ``_logic`` reads per
+  step are in the facts.
 
 Validity: with the SDK, every job made a run span and ``STEPS`` step spans, all exported (none
 dropped), with metric points and nothing left in flight; with no SDK, routilux was patched; a
@@ -30,18 +40,23 @@ nothing.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import replace
+from typing import Any, Callable, NamedTuple
 
 from harness import (
     Case,
+    EqualFloor,
+    PassThrough,
     Results,
-    Row,
     Sdk,
+    added_against_floor,
+    added_cost_ratio,
     arguments,
-    compare,
     finish,
     instrumented_without_sdk,
     instrumenting,
+    measure,
+    ratio_rows,
     require,
     scale,
     then,
@@ -52,11 +67,15 @@ from routilux.core import Flow, FlowRegistry, Routine, Runtime, get_worker_manag
 from routilux.core import runtime as routilux_runtime
 
 from opentelemetry_instrumentation_execstatus import telemetry
+from opentelemetry_instrumentation_execstatus.adapters.routilux import RoutiluxAdapter
 
 SUITE = "routilux"
 FLOW_ID = "bench_chain"
 STEPS = 10
 SPANS_PER_JOB = STEPS + 1  # the run and its steps
+WITH_SDK = "execstatus, SDK"
+NO_SDK = "execstatus, no SDK"
+PASS_THROUGH = "wrapt pass-through"
 
 
 # -- the pipeline -----------------------------------------------------------------------------
@@ -141,26 +160,130 @@ class Counted:
         self.done += iterations
 
 
-def cases(chain: Chain, counted: Counted, sdk: Sdk) -> tuple[Case, list[Case]]:
+class PlainLogicAttribute:
+    """What stands, in the pass-through case, for the adapter's ``Routine._logic`` (its
+    ``OnImport``): a data descriptor that only hands over the instance's own value. Every read
+    of ``_logic`` then pays a Python-level ``__get__``, as it does instrumented; what the
+    adapter's descriptor does beyond that (look up the pending activation check, answer
+    routilux's fetch with it) is its own cost. ``reads`` counts the reads, when ``counting``."""
+
+    def __init__(self, counting: bool = False) -> None:
+        self._counting = counting
+        self.reads = 0
+
+    def __get__(self, routine: Any, owner: type | None = None) -> Any:
+        if routine is None:
+            return self
+        if self._counting:
+            self.reads += 1
+        try:
+            return routine.__dict__["_logic"]
+        except KeyError:
+            raise AttributeError("_logic") from None
+
+    def __set__(self, routine: Any, value: Any) -> None:
+        routine.__dict__["_logic"] = value
+
+    def __delete__(self, routine: Any) -> None:
+        try:
+            del routine.__dict__["_logic"]
+        except KeyError:
+            raise AttributeError("_logic") from None
+
+    def install(self) -> None:
+        Routine._logic = self  # type: ignore[attr-defined]
+
+    def remove(self) -> None:
+        if vars(Routine).get("_logic") is self:
+            del Routine._logic  # type: ignore[attr-defined]
+
+
+class Cases(NamedTuple):
+    """Every case of the one measurement, and the equal floor its replay case is made from."""
+
+    bare: Case
+    with_sdk: Case
+    floor: EqualFloor
+    floor_sdk: Sdk
+    no_sdk: Case
+    pass_through: Case
+
+    def all(self) -> list[Case]:
+        # The floor's spans are flushed after its block, as the SDK case's are.
+        replay = replace(self.floor.case(), teardown=self.floor_sdk.tracer_provider.force_flush)
+        return [self.bare, self.with_sdk, replay, self.no_sdk, self.pass_through]
+
+
+def cases(
+    chain: Chain, counted: Counted, sdk: Sdk, floor_sdk: Sdk, pass_through: PassThrough
+) -> Cases:
     """Each block starts its runtime after instrumenting and stops it before uninstrumenting;
     the SDK's queue is flushed after, so no export of one block runs during the next. The SDK
-    case runs through ``counted``."""
-    bare = Case("bare", chain.run, STEPS, setup=chain.start, teardown=chain.stop)
-    with_sdk = Case(
-        "execstatus, SDK",
-        counted,
-        STEPS,
-        setup=then(instrumenting(**sdk.providers), chain.start),
-        teardown=then(chain.stop, uninstrument, sdk.tracer_provider.force_flush),
-    )
-    no_sdk = Case(
-        "execstatus, no SDK",
+    case runs through ``counted``; its floor is recorded from it (warmed up, then one job,
+    twice: both must make the same calls) on an SDK of its own, ``floor_sdk``, so that the
+    SDK case's spans are counted alone."""
+    logic_attribute = PlainLogicAttribute()
+    floor = EqualFloor.record(
+        WITH_SDK,
+        floor_sdk,
         chain.run,
-        STEPS,
-        setup=then(instrumenting(), chain.start),
-        teardown=then(chain.stop, uninstrument),
+        units=STEPS,
+        # How the recorded case is turned on and off: instrumented, then its worker started
+        # (the worker's start is seen, as in the SDK case's blocks), and the reverse.
+        peer=(
+            lambda providers: then(instrumenting(**providers.providers), chain.start)(),
+            then(chain.stop, uninstrument),
+        ),
     )
-    return bare, [with_sdk, no_sdk]
+    return Cases(
+        bare=Case("bare", chain.run, STEPS, setup=chain.start, teardown=chain.stop),
+        with_sdk=Case(
+            WITH_SDK,
+            counted,
+            STEPS,
+            setup=then(instrumenting(**sdk.providers), chain.start),
+            teardown=then(chain.stop, uninstrument, sdk.tracer_provider.force_flush),
+        ),
+        floor=floor,
+        floor_sdk=floor_sdk,
+        no_sdk=Case(
+            NO_SDK,
+            chain.run,
+            STEPS,
+            setup=then(instrumenting(), chain.start),
+            teardown=then(chain.stop, uninstrument),
+        ),
+        pass_through=Case(
+            PASS_THROUGH,
+            chain.run,
+            STEPS,
+            setup=then(pass_through.setup, logic_attribute.install, chain.start),
+            teardown=then(chain.stop, logic_attribute.remove, pass_through.teardown),
+        ),
+    )
+
+
+def pass_through_calls(chain: Chain, pass_through: PassThrough) -> dict[str, str]:
+    """What the pass-through case stands for, per step: the patched calls, and the reads of
+    ``Routine._logic``."""
+    chain.start()
+    try:
+        calls = pass_through.calls_per_unit(chain.run, STEPS)
+        counting = PlainLogicAttribute(counting=True)
+        counting.install()
+        try:
+            chain.run(1)
+            before = counting.reads
+            chain.run(1)
+            reads = (counting.reads - before) / STEPS
+        finally:
+            counting.remove()
+    finally:
+        chain.stop()
+    return {
+        "pass-through: patched calls per step": f"{calls:g}",
+        "pass-through: Routine._logic reads per step (a plain data descriptor)": f"{reads:g}",
+    }
 
 
 def _one_iteration(case: Case) -> int:
@@ -221,24 +344,41 @@ def main() -> None:
     options = arguments(__doc__.splitlines()[0])
     iterations, rounds = scale(options.quick, 500, 21)
     register_flow()
-    sdk = Sdk.create()
+    sdk, floor_sdk = Sdk.create(), Sdk.create()
     chain = Chain()
     counted = Counted(chain.run)
-    bare, subjects = cases(chain, counted, sdk)
-    rows: list[Row] = compare(
+    pass_through = PassThrough(RoutiluxAdapter)
+    timed = cases(chain, counted, sdk, floor_sdk, pass_through)
+    samples = measure(timed.all(), iterations=iterations, rounds=rounds)
+    rows = ratio_rows(
+        samples,
         SUITE,
         "per step: instrumented vs bare",
-        baseline=bare,
-        subjects=subjects,
+        timed.bare.name,
+        [WITH_SDK, NO_SDK, PASS_THROUGH],
         unit="step",
-        iterations=iterations,
-        rounds=rounds,
         note=f"a chain of {STEPS} routines passing a number on, one job per iteration",
     )
-    facts = check(bare, subjects[0], counted, sdk)
+    against_floor = added_against_floor(
+        samples,
+        SUITE,
+        "per step: added per step vs the same SDK calls",
+        WITH_SDK,
+        timed.floor,
+        bare=timed.bare.name,
+        unit="step",
+    )
+    against_pass_through = added_cost_ratio(
+        rows, NO_SDK, PASS_THROUGH, "per step: no SDK, added per step vs a wrapt pass-through"
+    )
+    against_pass_through.goal = 2.0
+    facts = check(timed.bare, timed.with_sdk, counted, sdk)
+    facts["equal floor"] = timed.floor.describe()
+    facts.update(pass_through_calls(chain, pass_through))
     sdk.shutdown()
+    floor_sdk.shutdown()
     results = Results(SUITE, versions=versions("routilux"))
-    results.rows += rows
+    results.rows += [*rows, against_floor, against_pass_through]
     results.facts.update(facts)
     finish(results, options.out)
 

@@ -4,18 +4,20 @@ Where it hooks, and why there:
 - ``routilux.core.hooks.get_execution_hooks`` returns a tee: the user's hooks object (routilux's
   monitoring overwrites the single global one), proxied, with our worker and job callbacks run
   after theirs. Every call site fetches the hooks at call time, so the tee survives
-  ``set_execution_hooks``. Routine hooks pass through untouched, so the breakpoint gate that
-  ``on_routine_start`` returns keeps its value.
+  ``set_execution_hooks``. Routine hooks pass through untouched (a read of one through the
+  tee is the user's own bound method), so the breakpoint gate that ``on_routine_start``
+  returns keeps its value.
 - ``Runtime._check_routine_activation`` sees every routine, including those triggered
   downstream on the worker's event-loop thread, which get no routine hooks at all. A step is
   exactly one execution of the routine's logic (an activation policy saying "not yet", or a
   breakpoint, is no step), its exception seen before routilux logs and swallows it. routilux
   calls the logic as a local variable, fetched as ``routine._logic`` (else ``routine.logic``)
-  on entry; so the wrapper only notes the activation for its thread and runs the original
-  with the user's routine, and ``Routine._logic``, a data descriptor while instrumented,
-  answers that one fetch with the logic observed. Every other read gets the routine's own
-  value, and routilux, error handlers, hooks and policies get the routine itself. routilux
-  drops what a logic returns (it never awaits or iterates it): the step is the call itself.
+  on entry; so the wrapper only notes the activation for its thread (when anything records:
+  else it only asks) and runs the original with the user's routine, and ``Routine._logic``, a
+  data descriptor while instrumented, answers that one fetch with the logic observed. Every
+  other read gets the routine's own value, and routilux, error handlers, hooks and policies
+  get the routine itself. routilux drops what a logic returns (it never awaits or iterates
+  it): the step is the call itself.
 - ``WorkerManager.start_worker`` is the spawn; ``Runtime.shutdown`` is the drain of every
   worker it cancels, timed when the call waits for the pool.
 
@@ -32,11 +34,14 @@ routine's end).
 
 from __future__ import annotations
 
+import importlib
 import itertools
+import sys
 import threading
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass
+from operator import attrgetter
 from types import ModuleType
 from typing import Any, Callable, NamedTuple
 
@@ -52,7 +57,7 @@ from opentelemetry_instrumentation_execstatus.adapters.outcomes import (
 )
 from opentelemetry_instrumentation_execstatus.identity import Identity
 from opentelemetry_instrumentation_execstatus.patching import AnyPatch, OnImport, Patch
-from opentelemetry_instrumentation_execstatus.safety import guarded
+from opentelemetry_instrumentation_execstatus.safety import guarded, report_internal_error
 from opentelemetry_instrumentation_execstatus.semconv import (
     ExecutionLevel,
     ExecutionStatus,
@@ -69,6 +74,10 @@ JOB_STATUS = StatusMap(
         "cancelled": ExecutionStatus.CANCELLED,
     }
 )
+
+
+_CONTEXT = "routilux.core.context"  # where a step reads its job and execution context
+_REGISTRY = "routilux.core.registry"  # where it finds its flow, to name a routine by its id
 
 
 class _Step(NamedTuple):
@@ -127,12 +136,13 @@ class RoutiluxAdapter(Adapter):
         self._step_ids = itertools.count()
         self._draining = _Draining()
         self._pending = _PendingActivation()
-        self._tee: _TeeHooks | None = None
+        self._tee: _Teed | None = None  # the latest tee, and the hooks it is over
         self._bare_job = self.identity(ExecutionLevel.PIPELINE)  # a job met without its start
+        self._off = self._tracker.is_off  # ``is_off``, one call less on every activation check
         # What an activation calls the routine's logic through: each call is one step.
         self.observed_logic = observe_call(
             on_call=self._step_started,
-            on_success=lambda step, _result: self._step_ended(step, None),
+            on_success=self._step_succeeded,
             on_error=self._step_ended,
             # routilux drops what a logic returns: a coroutine or generator it returns is
             # never awaited or iterated, so the step ends with the call.
@@ -141,11 +151,6 @@ class RoutiluxAdapter(Adapter):
         )
 
     def patches(self) -> list[AnyPatch]:
-        activation_check = observe_call(
-            on_call=self._note_activation,
-            after_call=self._activation_checked,
-            name="routilux activation check",
-        )
         shutdown = observe_call(
             on_call=self._shutdown_started,
             on_success=lambda drain, _result: self._record_drains(drain, True),
@@ -155,7 +160,9 @@ class RoutiluxAdapter(Adapter):
         )
         return [
             Patch("routilux.core.hooks", "get_execution_hooks", self._wrap_get_execution_hooks),
-            Patch("routilux.core.runtime", "Runtime._check_routine_activation", activation_check),
+            Patch(
+                "routilux.core.runtime", "Runtime._check_routine_activation", self._check_activation
+            ),
             OnImport("routilux.core.routine", self._observe_logic_fetch),
             Patch("routilux.core.runtime", "Runtime.shutdown", shutdown),
             Patch("routilux.core.manager", "WorkerManager.start_worker", self.workers.spawn_call()),
@@ -166,33 +173,50 @@ class RoutiluxAdapter(Adapter):
     def _wrap_get_execution_hooks(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict
     ) -> Any:
-        """Hand routilux the tee over the hooks it returns (the user's, or its own)."""
+        """Hand routilux the tee over the hooks it returns (the user's, or its own). routilux
+        fetches them twice a step: the tee of the same hooks is handed back at once."""
         hooks = wrapped(*args, **kwargs)
+        teed = self._tee
+        if teed is not None and teed.hooks is hooks:
+            return teed.tee
         tee = self._tee_over(hooks)
         return hooks if tee is None else tee
 
     @guarded
     def _tee_over(self, hooks: Any) -> _TeeHooks:
-        tee = self._tee
-        if tee is None or tee.__wrapped__ is not hooks:
-            tee = self._tee = _TeeHooks(hooks, self)
+        tee = _TeeHooks(hooks, self)
+        self._tee = _Teed(hooks, tee)
         return tee
 
     # -- activation checks and steps -------------------------------------------------------
 
-    def _note_activation(self, runtime: Any, args: tuple, kwargs: dict) -> _Activation | None:
+    def _check_activation(
+        self, wrapped: Callable[..., Any], _runtime: Any, args: tuple, kwargs: dict
+    ) -> Any:
+        """Run the activation check with it noted for this thread, as the one whose logic
+        fetch the descriptor answers. It is checked on every routine that receives data, so
+        the check that nothing records comes first, before any other call: then the check
+        runs as it would uninstrumented."""
+        try:
+            activation = None if self._off() else self._note_activation(args, kwargs)
+        except Exception:
+            report_internal_error("routilux activation check")
+            activation = None
+        if activation is None:
+            return wrapped(*args, **kwargs)
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            # One noted by an outer check and not fetched yet is pending again.
+            self._pending.activation = activation.outer
+
+    def _note_activation(self, args: tuple, kwargs: dict) -> _Activation:
         """Note the activation for this thread while the original runs, with its arguments."""
-        if self.is_off():
-            return None
         routine, worker_state = bind(_activation_arguments, args, kwargs)
         pending = self._pending
-        # One noted by an outer check and not fetched yet is pending again once ours is done.
-        activation = _Activation(self, routine, runtime, worker_state, pending.activation)
+        activation = _Activation(self, routine, worker_state, pending.activation)
         pending.activation = activation
         return activation
-
-    def _activation_checked(self, activation: _Activation) -> None:
-        self._pending.activation = activation.outer
 
     def _observe_logic_fetch(self, module: ModuleType) -> Callable[[], None]:
         """Make ``Routine._logic`` the descriptor that answers routilux's fetch of the logic."""
@@ -209,14 +233,14 @@ class RoutiluxAdapter(Adapter):
         return undo
 
     def _step_started(self, activation: _Activation, _args: tuple, _kwargs: dict) -> _Step:
-        from routilux.core.context import get_current_execution_context, get_current_job
-
         routine, worker_state = activation.routine, activation.worker_state
-        context = get_current_execution_context()
+        # What ``from routilux.core.context import ...`` gives, for a fraction of its cost.
+        routilux_context = sys.modules.get(_CONTEXT) or importlib.import_module(_CONTEXT)
+        context = routilux_context.get_current_execution_context()
         routine_id = context.routine_id if context is not None else None
         if not routine_id:
-            routine_id = activation.runtime._get_routine_id(routine, worker_state)
-        job = get_current_job()
+            routine_id = _routine_id(routine, worker_state)
+        job = routilux_context.get_current_job()
         job_id = getattr(job, "job_id", None)
         job_key = self.key("job", job_id) if job_id else None
         worker_id = worker_state.worker_id
@@ -245,10 +269,15 @@ class RoutiluxAdapter(Adapter):
         self.report(step.key, ExecutionStatus.RUNNING, identity)
         return step
 
+    def _step_succeeded(self, step: _Step, _result: Any) -> None:
+        self._step_ended(step, None)
+
     def _step_ended(self, step: _Step, error: BaseException | None) -> None:
+        """End the step by the outcome of its logic call (``Adapter.end``'s rule), then its
+        job's ledger and its worker's state."""
         ended = clock.now()
-        self.end(step.key, step.identity, error, timestamp=ended)
         outcome = outcome_of(error)
+        self.report(step.key, outcome, step.identity, timestamp=ended, error=reported_error(error))
         unfinished_job = None
         with self._lock:
             ledger = self._jobs.get(step.job_id) if step.job_id else None
@@ -335,6 +364,8 @@ class RoutiluxAdapter(Adapter):
         job_id = job_context.job_id
         with self._lock:
             ledger = self._jobs.pop(job_id, None)
+        if self._off():
+            return  # the report would record nothing: its status is not read either
         identity = self._bare_job if ledger is None else ledger.identity
         self.report(
             self.key("job", job_id), JOB_STATUS(status), identity, error=reported_error(error)
@@ -357,8 +388,36 @@ class RoutiluxAdapter(Adapter):
             del self._jobs[next(iter(self._jobs))]
 
 
+class _Teed(NamedTuple):
+    """A tee and the hooks it is over, read together (the tee's own attributes are slow to
+    read: each goes through the proxy)."""
+
+    hooks: Any
+    tee: _TeeHooks
+
+
+def _forwarded(name: str) -> property:
+    """Hook ``name`` of the user's hooks object, read (set, deleted) through the tee as the
+    proxy would: the user's own bound method. Declared on the tee's class, a read is found
+    at once, where the proxy would first fail to find it on itself (an ``AttributeError``
+    made and cleared) and only then turn to the hooks: routilux reads these on every step."""
+
+    def set_hook(tee: Any, value: Any) -> None:
+        setattr(tee.__wrapped__, name, value)
+
+    def delete_hook(tee: Any) -> None:
+        delattr(tee.__wrapped__, name)
+
+    return property(attrgetter(f"__wrapped__.{name}"), set_hook, delete_hook)
+
+
 class _TeeHooks(wrapt.ObjectProxy):  # type: ignore[misc]
     """The user's hooks object, unchanged, with our worker and job callbacks run after it."""
+
+    on_routine_start = _forwarded("on_routine_start")
+    on_routine_end = _forwarded("on_routine_end")
+    on_event_emit = _forwarded("on_event_emit")
+    on_slot_before_enqueue = _forwarded("on_slot_before_enqueue")
 
     def __init__(self, hooks: Any, adapter: RoutiluxAdapter) -> None:
         super().__init__(hooks)
@@ -392,19 +451,17 @@ class _TeeHooks(wrapt.ObjectProxy):  # type: ignore[misc]
 class _Activation:
     """One activation check of one routine: called in place of its logic, the call is a step."""
 
-    __slots__ = ("adapter", "logic", "outer", "routine", "runtime", "worker_state")
+    __slots__ = ("adapter", "logic", "outer", "routine", "worker_state")
 
     def __init__(
         self,
         adapter: RoutiluxAdapter,
         routine: Any,
-        runtime: Any,
         worker_state: Any,
         outer: _Activation | None,
     ) -> None:
         self.adapter = adapter
         self.routine = routine
-        self.runtime = runtime
         self.worker_state = worker_state
         self.outer = outer
         self.logic: Callable[..., Any] | None = None  # given by the descriptor, on the fetch
@@ -438,12 +495,13 @@ class _LogicAttribute:
     def __get__(self, routine: Any, owner: type | None = None) -> Any:
         if routine is None:
             return self
-        logic = routine.__dict__.get("_logic", _NO_VALUE)
         activation = self._pending.activation
         if activation is None or activation.routine is not routine:
-            if logic is _NO_VALUE:
-                raise _no_logic(routine)
-            return logic
+            try:
+                return routine.__dict__["_logic"]
+            except KeyError:
+                raise _no_logic(routine) from None
+        logic = routine.__dict__.get("_logic", _NO_VALUE)
         self._pending.activation = None  # only routilux's fetch is answered
         if logic is _NO_VALUE or logic is None:
             logic = getattr(routine, "logic", None)
@@ -465,6 +523,15 @@ class _LogicAttribute:
 def _no_logic(routine: Any) -> AttributeError:
     """What reading or deleting a missing ``_logic`` raises without the descriptor."""
     return AttributeError(f"{type(routine).__name__!r} object has no attribute '_logic'")
+
+
+def _routine_id(routine: Any, worker_state: Any) -> str | None:
+    """What routilux 1.1's ``Runtime._get_routine_id`` answers: the routine's id in the flow
+    registered under the worker's flow id. Read here without the import statement that
+    method runs on every call, most of its cost."""
+    registry = sys.modules.get(_REGISTRY) or importlib.import_module(_REGISTRY)
+    flow = registry.FlowRegistry.get_instance().get(worker_state.flow_id)
+    return flow._get_routine_id(routine) if flow else None
 
 
 def _activation_arguments(routine: Any, worker_state: Any, *_: Any, **__: Any) -> tuple[Any, Any]:
