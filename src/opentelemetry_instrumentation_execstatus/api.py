@@ -43,6 +43,7 @@ from opentelemetry_instrumentation_execstatus import telemetry
 from opentelemetry_instrumentation_execstatus.adapters.base import Adapter
 from opentelemetry_instrumentation_execstatus.adapters.outcomes import outcome_of
 from opentelemetry_instrumentation_execstatus.clock import Timestamp
+from opentelemetry_instrumentation_execstatus.identity import Identity
 from opentelemetry_instrumentation_execstatus.patching import AnyPatch
 from opentelemetry_instrumentation_execstatus.semconv import (
     ExecutionLevel,
@@ -82,11 +83,16 @@ class PublicApi(Adapter):
     top_module = "opentelemetry_instrumentation_execstatus"
     distribution = None
 
+    def __init__(self, live: Telemetry) -> None:
+        super().__init__(live)
+        self.live = live
+        self.tracker = live.tracker
+
     def patches(self) -> list[AnyPatch]:
         return []
 
     def serves(self, live: Telemetry) -> bool:
-        return self._telemetry is live
+        return self.live is live
 
     def execution_key(self, execution_id: Hashable) -> tuple[Hashable, ...]:
         """The key of a caller's id (also a worker's): the same id always gives the same key.
@@ -96,17 +102,22 @@ class PublicApi(Adapter):
 
 _serving: PublicApi | None = None
 
+# ``Identity(*fields)`` without its Python-level ``__new__`` (what ``Identity._make`` does):
+# one identity is built per report.
+_identity = tuple.__new__
+
 
 def _adapter() -> PublicApi | None:
     """The API's adapter of the live core; None while the instrumentation is off."""
     global _serving
     live = telemetry.current()
+    adapter = _serving
+    if adapter is not None and adapter.live is live:
+        return adapter
     if live is None:
         _serving = None
         return None
-    adapter = _serving
-    if adapter is None or not adapter.serves(live):
-        adapter = _serving = PublicApi(live)
+    adapter = _serving = PublicApi(live)
     return adapter
 
 
@@ -157,30 +168,50 @@ def report_status(
     final status for an ended id is a duplicate and dropped. Text (names, ids, error messages)
     is exported as valid UTF-8 and capped; an id or name whose ``str()`` fails is left out.
     """
-    adapter = _adapter()
-    if adapter is None or adapter.is_off():
+    adapter = _serving
+    if adapter is None or adapter.live is not telemetry.current():
+        adapter = _adapter()
+        if adapter is None:
+            return
+    tracker = adapter.tracker
+    if tracker.is_off():
         return
-    try:
-        key = adapter.execution_key(execution_id)
-        parent_key = None if parent_id is None else adapter.execution_key(parent_id)
-    except Exception:  # a tuple id whose items cannot be iterated or measured
-        return
-    adapter.report(
-        key,
-        status,  # type: ignore[arg-type]
-        adapter.identity(
-            level,  # type: ignore[arg-type]
-            name=name,
-            pipeline=pipeline,
-            run_id=run_id if run_id is not None else execution_id,
-            attempt=attempt,
-            parent=parent_key,
-            correlation_id=correlation_id,
+    # What ``adapter.report(key, status, adapter.identity(level, ...), ...)`` does, written out
+    # (the same key, identity and transition): this is every status change of the API.
+    kind = type(execution_id)
+    if kind is int or (kind is str and len(execution_id) <= MAX_ID_LENGTH):  # type: ignore[arg-type]
+        key: tuple[Hashable, ...] = (PublicApi.name, execution_id)  # ``execution_key``'s
+    else:
+        try:
+            key = adapter.execution_key(execution_id)
+        except Exception:  # a tuple id whose items cannot be iterated or measured
+            return
+    if parent_id is None:
+        parent_key = None
+    else:
+        try:
+            parent_key = adapter.execution_key(parent_id)
+        except Exception:
+            return
+    identity = _identity(
+        Identity,
+        (
+            PublicApi.orchestrator,
+            level,
+            name,
+            pipeline,
+            run_id if run_id is not None else execution_id,
+            attempt,
+            parent_key,
+            correlation_id,
         ),
-        timestamp=timestamp,
-        error=error if isinstance(error, BaseException) else None,
-        error_type=None if isinstance(error, BaseException) else error,
     )
+    if error is None:
+        tracker.transition_on(key, status, identity, timestamp)
+    elif isinstance(error, BaseException):
+        tracker.transition_on(key, status, identity, timestamp, error)
+    else:
+        tracker.transition_on(key, status, identity, timestamp, None, error)
 
 
 def report_worker_spawn(

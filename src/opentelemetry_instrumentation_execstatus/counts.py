@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Callable, Generic, TypeVar
 
@@ -33,7 +34,8 @@ class ObservedCounts(Generic[K]):
     def __init__(self, attributes: Callable[..., Attributes]) -> None:
         self._attributes = attributes
         self._lock = threading.Lock()
-        self._values: dict[K, int] = {}
+        # A key met for the first time starts at 0 (a defaultdict makes it in C, no call).
+        self._values: defaultdict[K, int] = defaultdict(int)
         after_fork_in_child(self._after_fork)
 
     def move(self, leaving: K | None, entering: K | None) -> None:
@@ -43,9 +45,9 @@ class ObservedCounts(Generic[K]):
         with self._lock:
             values = self._values
             if leaving is not None:
-                values[leaving] = values.get(leaving, 0) - 1
+                values[leaving] -= 1
             if entering is not None:
-                values[entering] = values.get(entering, 0) + 1
+                values[entering] += 1
 
     def observe(self, _options: CallbackOptions | None = None) -> Iterable[Observation]:
         """The SDK's callback: every key ever counted, 0 included, so a series that emptied
@@ -56,7 +58,7 @@ class ObservedCounts(Generic[K]):
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
-        self._values = dict.fromkeys(self._values, 0)
+        self._values = defaultdict(int, dict.fromkeys(self._values, 0))
 
 
 _BY_METER: weakref.WeakKeyDictionary[Any, dict[str, ObservedCounts[Any]]] = (

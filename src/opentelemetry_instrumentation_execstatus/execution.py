@@ -10,7 +10,7 @@ holds the record is dropped.
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry_instrumentation_execstatus.identity import Identity
@@ -33,6 +33,7 @@ class Execution:
     """What is known of one execution while it is in flight."""
 
     __slots__ = (
+        "active_series",
         "attempt",
         "context",
         "correlation_id",
@@ -60,22 +61,33 @@ class Execution:
         """``identity`` normalised; ``item_spans``: whether an item gets a span of its own.
         (Positional: a class called with keywords pays for a dict on every creation.)"""
         self.lock = threading.Lock()
-        self.orchestrator = to_enum(Orchestrator, identity.orchestrator, Orchestrator.UNKNOWN)
-        self.level = to_enum(ExecutionLevel, identity.level, ExecutionLevel.STEP)
-        self.name = clean_text(identity.name)
-        self.pipeline_name = clean_text(identity.pipeline)
-        self.run_id = clean_text(identity.run_id)
-        self.attempt = _attempt(identity.attempt)
-        self.correlation_id = clean_text(identity.correlation_id)
+        # Members as adapters pass them, and absent fields, are taken without a call.
+        orchestrator, level = identity.orchestrator, identity.level
+        if type(orchestrator) is not Orchestrator:
+            orchestrator = to_enum(Orchestrator, orchestrator, Orchestrator.UNKNOWN)
+        self.orchestrator = orchestrator
+        if type(level) is not ExecutionLevel:
+            level = to_enum(ExecutionLevel, level, ExecutionLevel.STEP)
+        self.level = level
+        name, pipeline, run_id = identity.name, identity.pipeline, identity.run_id
+        attempt, correlation_id = identity.attempt, identity.correlation_id
+        self.name = None if name is None else clean_text(name)
+        self.pipeline_name = None if pipeline is None else clean_text(pipeline)
+        self.run_id = None if run_id is None else clean_text(run_id)
+        self.attempt = None if attempt is None else _attempt(attempt)
+        self.correlation_id = None if correlation_id is None else clean_text(correlation_id)
         self.parent_key: Hashable | None = identity.parent
-        self.emit_span = bool(emit_span)
-        self.wants_span = wants_span(self.emit_span, self.level, item_spans)
+        self.emit_span = emit_span = bool(emit_span)
+        self.wants_span = wants_span(emit_span, level, item_spans)
         self.persisted = bool(persisted)
         self.status: ExecutionStatus | None = None  # None until its first status is applied
         self.since_ns: int | None = None  # None also for a persisted row whose start is unknown
         self.span: Span | None = None
         self.context: Context | None = None  # the span's context, for children and exemplars
-        self.metric_pipeline: str | None = None  # the names on its metrics, once admitted
+        # Its labels on metrics, once admitted (``MetricWriter.admit``): its execution.active
+        # key by status, and the names on its samples.
+        self.active_series: Mapping[ExecutionStatus | None, Hashable | None] | None = None
+        self.metric_pipeline: str | None = None
         self.metric_task: str | None = None
         self.ended = False
 

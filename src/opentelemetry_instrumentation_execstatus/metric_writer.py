@@ -12,17 +12,22 @@ through a cardinality cap (``normalize.NameLimiter``), admitted once per executi
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from opentelemetry_instrumentation_execstatus import semconv
 from opentelemetry_instrumentation_execstatus.config import ExecStatusConfig
 from opentelemetry_instrumentation_execstatus.execution import Execution
 from opentelemetry_instrumentation_execstatus.instruments import Instruments, cached_attributes
-from opentelemetry_instrumentation_execstatus.normalize import NameLimiter, clamp_seconds
+from opentelemetry_instrumentation_execstatus.normalize import NameLimiter
 from opentelemetry_instrumentation_execstatus.safety import report_internal_error
 from opentelemetry_instrumentation_execstatus.semconv import (
     ExecutionLevel,
     ExecutionStatus,
     Orchestrator,
 )
+
+_PIPELINE = ExecutionLevel.PIPELINE  # a module constant: see ``span_writer._PIPELINE``
 
 
 class MetricWriter:
@@ -31,32 +36,23 @@ class MetricWriter:
     def __init__(self, instruments: Instruments, config: ExecStatusConfig) -> None:
         self._duration = instruments.status_transition_duration
         self._active = instruments.active_executions
+        # ``move_active(leaving, entering)``: one execution leaves the ``leaving`` series of
+        # ``execution.active`` and enters the ``entering`` one (keys from its
+        # ``active_series``; None: no series). The counts' own ``move``, called directly.
+        self.move_active = self._active.move
         self._names_on_metrics = config.names_on_metrics
         self._pipeline_names = NameLimiter(config.name_cardinality_limit)
         self._task_names = NameLimiter(config.name_cardinality_limit)
 
-    def admit_names(self, execution: Execution) -> None:
-        """The pipeline and task names ``execution``'s samples carry (``_OTHER`` beyond the
-        cap); none when names are kept off metrics."""
+    def admit(self, execution: Execution) -> None:
+        """The labels ``execution``'s metrics carry: its ``execution.active`` series, and the
+        pipeline and task names of its samples (``_OTHER`` beyond the cap; none when names
+        are kept off metrics)."""
+        execution.active_series = active_series(execution.orchestrator, execution.level)
         if self._names_on_metrics:
             execution.metric_pipeline = self._pipeline_names.admit(execution.pipeline_name)
-            if execution.level is not ExecutionLevel.PIPELINE:
+            if execution.level is not _PIPELINE:
                 execution.metric_task = self._task_names.admit(execution.name)
-
-    def move_active(
-        self,
-        execution: Execution,
-        leaving: ExecutionStatus | None,
-        entering: ExecutionStatus | None,
-    ) -> None:
-        """One execution leaves the ``leaving`` series and enters the ``entering`` one."""
-        if leaving is None and entering is None:
-            return
-        orchestrator, level = execution.orchestrator, execution.level
-        self._active.move(
-            None if leaving is None else (orchestrator, level, leaving),
-            None if entering is None else (orchestrator, level, entering),
-        )
 
     def record_transition(
         self,
@@ -68,7 +64,7 @@ class MetricWriter:
         """``elapsed_ns`` spent in ``previous`` (negative: 0), left for ``current``."""
         try:
             self._duration.record(
-                clamp_seconds(elapsed_ns / 1e9),
+                elapsed_ns / 1e9 if elapsed_ns > 0 else 0.0,  # ``clamp_seconds``, for an int
                 _transition_attributes(
                     execution.orchestrator,
                     execution.level,
@@ -81,6 +77,17 @@ class MetricWriter:
             )
         except Exception:
             report_internal_error("recording a status transition")
+
+
+@functools.cache  # bounded by the enums: one per orchestrator and level
+def active_series(
+    orchestrator: Orchestrator, level: ExecutionLevel
+) -> dict[ExecutionStatus | None, tuple[Orchestrator, ExecutionLevel, ExecutionStatus] | None]:
+    """The ``execution.active`` key of each status an execution of ``orchestrator`` at
+    ``level`` can be in, None for None: a move looks its two keys up, building none."""
+    series: dict[Any, Any] = {status: (orchestrator, level, status) for status in ExecutionStatus}
+    series[None] = None
+    return series
 
 
 @cached_attributes(maxsize=8192)

@@ -51,18 +51,19 @@ def to_enum(enum_cls: type[E], value: Any, fallback: E) -> E:
         return fallback
 
 
-# Every spelling ``to_enum`` accepts without trimming or case folding: members (a str-valued
-# member hashes and compares as its value), values and names. Looked up first on every change.
-_STATUS_BY_TEXT: dict[str, ExecutionStatus] = {
+STATUS_BY_TEXT: dict[str, ExecutionStatus] = {
     **{member.value: member for member in ExecutionStatus},
     **{name: member for name, member in ExecutionStatus.__members__.items()},
 }
+"""Every spelling ``to_enum`` accepts without trimming or case folding: members (a str-valued
+member hashes and compares as its value), values and names. Looked up first on every change
+(``to_status``; the tracker looks a str up here itself, before calling it)."""
 
 
 def to_status(value: Any) -> ExecutionStatus:
     """A canonical status, or ``unknown`` for anything we don't know."""
     if isinstance(value, str):
-        status = _STATUS_BY_TEXT.get(value)
+        status = STATUS_BY_TEXT.get(value)
         if status is not None:
             return status
     return to_enum(ExecutionStatus, value, ExecutionStatus.UNKNOWN)
@@ -114,13 +115,24 @@ def clean_text(value: Any, limit: int = MAX_NAME_LENGTH) -> str | None:
     (None, blank, or a value with no usable text). Never raises."""
     if value is None:
         return None
-    text = as_text(value)
-    if text is None:
-        return None
-    text = text.strip()
+    kind = type(value)
+    if kind is str:  # the common cases, written out: a plain str has no methods of its own...
+        text = value.strip()
+    elif kind is int:  # ...nor a plain int, whose digits need no trimming
+        try:
+            text = str(value)
+        except ValueError:  # more digits than ``sys.get_int_max_str_digits()``
+            return None
+    else:
+        text = as_text(value)
+        if text is None:
+            return None
+        text = text.strip()
     if not text:
         return None
-    return _valid_utf8(text[:limit])
+    if len(text) > limit:
+        text = text[:limit]
+    return text if text.isascii() else _valid_utf8(text)
 
 
 def bounded_text(text: str, limit: int, *, keep_end: bool = False) -> str:

@@ -10,11 +10,15 @@ delegating once one is (``opentelemetry-instrument`` sets them first, an applica
 ``instrument()`` itself may set them later). While the global provider is unset the answer is
 "off for now", asked again on the next call; once it is set, the answer is settled for good:
 the API's global providers can be set only once.
+
+``Sinks.off_here()`` adds the other reason nothing records: ``suppress_instrumentation()`` around
+the call, asked on every call as it depends on the caller's context.
 """
 
 from __future__ import annotations
 
-from opentelemetry import metrics, trace
+from opentelemetry import context, metrics, trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.metrics import Histogram, NoOpHistogram, NoOpMeter
 from opentelemetry.trace import NoOpTracer, ProxyTracer, Tracer
 
@@ -24,6 +28,19 @@ try:  # the API's own record of its global providers; without it, "set" is assum
 except ImportError:  # pragma: no cover - a future API without these names
     _metrics_api = None
     _ProxyInstrument = ()
+
+try:  # the context keys ``is_instrumentation_enabled()`` reads, read here in one lookup
+    from opentelemetry.instrumentation.utils import (
+        _SUPPRESS_INSTRUMENTATION_KEY as _SUPPRESS_KEY,
+    )
+    from opentelemetry.instrumentation.utils import (
+        _SUPPRESS_INSTRUMENTATION_KEY_PLAIN as _SUPPRESS_KEY_PLAIN,
+    )
+
+    _KEYS_KNOWN = True
+except ImportError:  # pragma: no cover - a future API without these names: ask it
+    _SUPPRESS_KEY = _SUPPRESS_KEY_PLAIN = ""
+    _KEYS_KNOWN = False
 
 _OFF, _ON, _PENDING = "off", "on", "pending"
 
@@ -43,6 +60,9 @@ class Closed:
     __slots__ = ()
 
     def off(self) -> bool:
+        return True
+
+    def off_here(self) -> bool:
         return True
 
 
@@ -69,6 +89,21 @@ class Sinks:
         if self._proxies and _no_global_provider():  # the no-SDK case, on every call
             return True
         return self._settle()
+
+    def off_here(self) -> bool:
+        """True when nothing would record a call made here and now: ``off()``, or
+        instrumentation suppressed in the caller's context (``suppress_instrumentation()``).
+        Asked on every status change: ``not is_instrumentation_enabled()``, from one lookup of
+        the current context instead of its two."""
+        off = self._off
+        if off is None:
+            off = self.off()
+        if off:
+            return True
+        if not _KEYS_KNOWN:  # pragma: no cover
+            return not is_instrumentation_enabled()
+        current = context.get_current()
+        return bool(current.get(_SUPPRESS_KEY) or current.get(_SUPPRESS_KEY_PLAIN))
 
     def _settle(self) -> bool:
         tracing, measuring = self._tracing(), self._measuring()

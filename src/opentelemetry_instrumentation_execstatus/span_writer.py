@@ -9,14 +9,14 @@ even when describing its end failed. Errors are reported once per place (``safet
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
-from opentelemetry_instrumentation_execstatus import clock, semconv
+from opentelemetry_instrumentation_execstatus import semconv
+from opentelemetry_instrumentation_execstatus.clock import MONO_TO_WALL_NS
 from opentelemetry_instrumentation_execstatus.config import ExecStatusConfig
 from opentelemetry_instrumentation_execstatus.errors import (
     EXCEPTION_EVENT,
@@ -28,9 +28,17 @@ from opentelemetry_instrumentation_execstatus.instruments import cached_attribut
 from opentelemetry_instrumentation_execstatus.safety import report_internal_error
 from opentelemetry_instrumentation_execstatus.semconv import (
     CICD_RESULT_BY_STATUS,
+    EXECUTION_CACHED,
+    EXECUTION_STATUS,
+    STATUS_CHANGE_EVENT,
     ExecutionLevel,
     ExecutionStatus,
 )
+
+# Enum members read on every span, as module constants: reading one from its class goes through
+# the enum's metaclass each time (about as slow as a function call on Python 3.11).
+_INTERNAL = SpanKind.INTERNAL
+_PIPELINE = ExecutionLevel.PIPELINE
 
 
 class SpanWriter:
@@ -54,9 +62,9 @@ class SpanWriter:
             span = self._tracer.start_span(
                 _span_name(execution),
                 context=parent_context,
-                kind=SpanKind.INTERNAL,
+                kind=_INTERNAL,
                 attributes=_start_attributes(execution),
-                start_time=clock.to_wall_ns(at_ns),
+                start_time=at_ns + MONO_TO_WALL_NS,
             )
         except Exception:
             report_internal_error("starting a span")
@@ -73,14 +81,15 @@ class SpanWriter:
         current: ExecutionStatus,
         at_ns: int,
     ) -> None:
-        """The span's event for a change from ``previous`` (None: its first status)."""
+        """The span's event for a change from ``previous`` (None: its first status). The span
+        is not asked ``is_recording()`` first: one that does not record drops the event
+        itself, and the event's attributes are cached, so asking would save nothing."""
         try:
-            if span.is_recording():
-                span.add_event(
-                    semconv.STATUS_CHANGE_EVENT,
-                    _status_change_attributes(previous, current),
-                    timestamp=clock.to_wall_ns(at_ns),
-                )
+            span.add_event(
+                STATUS_CHANGE_EVENT,
+                _status_change_attributes(previous, current),
+                timestamp=at_ns + MONO_TO_WALL_NS,
+            )
         except Exception:
             report_internal_error("adding a span event")
 
@@ -93,28 +102,31 @@ class SpanWriter:
         error_type: Any,
     ) -> None:
         """End the span of an execution that has ended in ``final``, with its result and, for
-        a failure, its error type and exception event."""
+        a failure, its error type and exception event. Describing the end and ending the span
+        are guarded apart: a describing call that raises loses only the rest of the
+        description, never the end of the span."""
         span = execution.span
-        if span is not None:
-            _end_span(
-                span,
-                at_ns,
-                functools.partial(
-                    self._set_final_attributes,
-                    level=execution.level,
-                    final=final,
-                    at_ns=at_ns,
-                    error=error,
-                    error_type=error_type,
-                ),
-            )
+        if span is None:
+            return
+        try:
+            if span.is_recording():  # the description is built only for a span that keeps it
+                self._set_final_attributes(span, execution.level, final, at_ns, error, error_type)
+        except Exception:
+            report_internal_error("setting a span's final attributes")
+        _end_span(span, at_ns)
 
     def release(self, execution: Execution, status: ExecutionStatus, at_ns: int) -> None:
         """End a database row's span (if this process opened one), the row still in
         ``status``: no result, as the execution goes on elsewhere."""
         span = execution.span
-        if span is not None:
-            _end_span(span, at_ns, functools.partial(_set_status, status=status))
+        if span is None:
+            return
+        try:
+            if span.is_recording():
+                span.set_attribute(EXECUTION_STATUS, status.value)
+        except Exception:
+            report_internal_error("setting a span's final attributes")
+        _end_span(span, at_ns)
 
     def _set_final_attributes(
         self,
@@ -126,43 +138,48 @@ class SpanWriter:
         error_type: Any,
     ) -> None:
         # The error status first: should a later call raise, the span still says it failed.
-        if final.is_error:
+        if final in _ERROR_STATUSES:
             error_type = error_type_of(error_type) or error_type_of(error) or final.value
         if error_type is not None:
             span.set_status(Status(StatusCode.ERROR, error_type))
             span.set_attribute(semconv.ERROR_TYPE, error_type)
-        span.set_attribute(semconv.EXECUTION_STATUS, final.value)
-        span.set_attribute(semconv.EXECUTION_CACHED, final is ExecutionStatus.CACHED)
-        result = CICD_RESULT_BY_STATUS.get(final)
+        status, cached, result = _FINAL_VALUES[final]
+        span.set_attribute(EXECUTION_STATUS, status)
+        span.set_attribute(EXECUTION_CACHED, cached)
         if result is not None:
             result_key = (
                 semconv.CICD_PIPELINE_RESULT
-                if level is ExecutionLevel.PIPELINE
+                if level is _PIPELINE
                 else semconv.CICD_PIPELINE_TASK_RUN_RESULT
             )
-            span.set_attribute(result_key, result.value)
+            span.set_attribute(result_key, result)
         if error_type is not None and isinstance(error, BaseException):
             attributes = exception_attributes(error, error_type, self._config)
             if attributes is not None:
-                span.add_event(EXCEPTION_EVENT, attributes, timestamp=clock.to_wall_ns(at_ns))
+                span.add_event(EXCEPTION_EVENT, attributes, timestamp=at_ns + MONO_TO_WALL_NS)
 
 
-def _end_span(span: Span, at_ns: int, describe: Callable[[Span], None]) -> None:
-    """``describe`` the span's end, then end it: a describing call that raises loses only the
-    rest of the description, never the end of the span."""
+def _end_span(span: Span, at_ns: int) -> None:
+    """End the span, whatever became of its description."""
     try:
-        if span.is_recording():
-            describe(span)
-    except Exception:
-        report_internal_error("setting a span's final attributes")
-    try:
-        span.end(end_time=clock.to_wall_ns(at_ns))
+        span.end(end_time=at_ns + MONO_TO_WALL_NS)
     except Exception:
         report_internal_error("ending a span")
 
 
-def _set_status(span: Span, status: ExecutionStatus) -> None:
-    span.set_attribute(semconv.EXECUTION_STATUS, status.value)
+_ERROR_STATUSES = frozenset(status for status in ExecutionStatus if status.is_error)
+
+
+def _final_values(final: ExecutionStatus) -> tuple[str, bool, str | None]:
+    """``execution.status``, ``execution.cached`` and the CICD result of a final status."""
+    result = CICD_RESULT_BY_STATUS.get(final)
+    return final.value, final is ExecutionStatus.CACHED, None if result is None else result.value
+
+
+# The values each status puts on its span's end, prepared once: ``.value`` of an enum member is
+# a property, a call each time it is read (where a member's value is read per span, below, it
+# is read as ``_value_``, the plain attribute behind it).
+_FINAL_VALUES = {status: _final_values(status) for status in ExecutionStatus}
 
 
 @cached_attributes(maxsize=256)
@@ -176,19 +193,19 @@ def _status_change_attributes(
 
 
 def _span_name(execution: Execution) -> str:
-    if execution.level is ExecutionLevel.PIPELINE:
+    if execution.level is _PIPELINE:
         return f"RUN {execution.pipeline_name or execution.name or 'pipeline'}"
-    return execution.name or execution.level.value
+    return execution.name or execution.level._value_
 
 
 def _start_attributes(execution: Execution) -> dict[str, Any]:
     attributes: dict[str, Any] = {
-        semconv.EXECUTION_ORCHESTRATOR: execution.orchestrator.value,
-        semconv.EXECUTION_LEVEL: execution.level.value,
+        semconv.EXECUTION_ORCHESTRATOR: execution.orchestrator._value_,
+        semconv.EXECUTION_LEVEL: execution.level._value_,
     }
     if execution.pipeline_name is not None:
         attributes[semconv.CICD_PIPELINE_NAME] = execution.pipeline_name
-    if execution.level is ExecutionLevel.PIPELINE:
+    if execution.level is _PIPELINE:
         if execution.run_id is not None:
             attributes[semconv.CICD_PIPELINE_RUN_ID] = execution.run_id
     else:

@@ -4,8 +4,10 @@
 telemetry: it keeps the execution's status and since-when only while the execution is in
 flight, records the time spent in the previous status on
 ``execution.status_transition.duration``, keeps ``execution.active`` right, and starts,
-annotates and ends the execution's span. Each job has its own module, and this one puts them
-in order and holds the locks:
+annotates and ends the execution's span. ``StatusTracker.transition_on`` is the same change for
+a caller that has just asked ``is_off()`` (the public API, an adapter skipping its own work
+when nothing records): it does not ask again, and takes its arguments by position. Each job
+has its own module, and this one puts them in order and holds the locks:
 
 - ``execution``: the record of one execution in flight, its identity normalised once;
 - ``execution_table``: the in-flight table and the ended keys, bounded, with eviction;
@@ -39,7 +41,6 @@ from collections.abc import Hashable
 from typing import Any
 
 from opentelemetry.context import Context
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import Tracer
 
 from opentelemetry_instrumentation_execstatus import clock
@@ -49,12 +50,13 @@ from opentelemetry_instrumentation_execstatus.execution_table import ExecutionTa
 from opentelemetry_instrumentation_execstatus.identity import Identity
 from opentelemetry_instrumentation_execstatus.instruments import Instruments
 from opentelemetry_instrumentation_execstatus.metric_writer import MetricWriter
-from opentelemetry_instrumentation_execstatus.normalize import to_status
+from opentelemetry_instrumentation_execstatus.normalize import STATUS_BY_TEXT, to_status
 from opentelemetry_instrumentation_execstatus.safety import report_internal_error
 from opentelemetry_instrumentation_execstatus.semconv import ExecutionStatus
 from opentelemetry_instrumentation_execstatus.sinks import CLOSED, Closed, Sinks
 from opentelemetry_instrumentation_execstatus.span_writer import SpanWriter
 from opentelemetry_instrumentation_execstatus.transition_rules import (
+    FINAL_STATUSES,
     Change,
     abandoned,
     live_change,
@@ -63,6 +65,7 @@ from opentelemetry_instrumentation_execstatus.transition_rules import (
 )
 
 _LOG = logging.getLogger(__name__)
+now_ns = clock.now_ns
 
 
 class StatusTracker:
@@ -73,6 +76,7 @@ class StatusTracker:
     ) -> None:
         self._sinks: Sinks | Closed = sinks
         self._config = config
+        self._item_spans = config.item_spans
         # In flight and ended, by key (``len()`` of it and of its ``ended``: how many of each).
         self.executions = ExecutionTable(config.max_in_flight)
         self._spans = SpanWriter(tracer, config)
@@ -84,7 +88,7 @@ class StatusTracker:
     def is_off(self) -> bool:
         """Nothing would record a transition now (no SDK, SDK disabled, suppressed, or
         uninstrumented): the caller may skip its own work too."""
-        return self._sinks.off() or not is_instrumentation_enabled()
+        return self._sinks.off_here()
 
     def in_flight_count(self) -> int:
         """How many executions are being tracked right now."""
@@ -163,46 +167,130 @@ class StatusTracker:
         Never raises: an error of its own is logged once and the change is dropped.
         """
         try:
-            if self._sinks.off() or not is_instrumentation_enabled():
+            if self._sinks.off_here():
                 return
-            current = to_status(status)
-            at_ns = None if timestamp is None else clock.from_timestamp(timestamp)
-            if at_ns is None:
-                at_ns = clock.now_ns()
-            stored = None if previous_status is None else to_status(previous_status)
-            stored_since = None if previous_since is None else clock.from_timestamp(previous_since)
+        except Exception:
+            report_internal_error("StatusTracker.transition")
+            return
+        self.transition_on(
+            key,
+            status,
+            identity,
+            timestamp,
+            error,
+            error_type,
+            parent_context,
+            emit_span,
+            persisted,
+            previous_status,
+            previous_since,
+        )
+
+    def transition_on(
+        self,
+        key: Hashable,
+        status: Any,
+        identity: Identity,
+        timestamp: clock.Timestamp | None = None,
+        error: BaseException | None = None,
+        error_type: Any = None,
+        parent_context: Context | None = None,
+        emit_span: bool = True,
+        persisted: bool = False,
+        previous_status: Any = None,
+        previous_since: clock.Timestamp | None = None,
+    ) -> None:
+        """``transition``, for a caller that has just asked ``is_off()`` and been told no: the
+        same change, without asking again (the public API asks first, to skip building its
+        key and identity when nothing records). Its arguments may be passed by position, in
+        this order. Never raises."""
+        try:
+            current = STATUS_BY_TEXT.get(status) if isinstance(status, str) else None
+            if current is None:  # not a member nor one of their spellings: ``to_status`` knows
+                current = to_status(status)
+            if timestamp is None:
+                at_ns = now_ns()
+            else:
+                at_ns = clock.from_timestamp(timestamp)
+                if at_ns is None:
+                    at_ns = now_ns()
             execution = self.executions.get(key)
             if execution is None:
                 execution = self._create(
-                    key, current, at_ns, stored, identity, emit_span, persisted
+                    key, current, at_ns, previous_status, identity, emit_span, persisted
                 )
                 if execution is None:
                     return
+            if execution.persisted:
+                self._change_row(
+                    key,
+                    execution,
+                    current,
+                    at_ns,
+                    previous_status,
+                    previous_since,
+                    parent_context,
+                    error,
+                    error_type,
+                )
+                return
             # Read outside this execution's lock: parent and child locks are never held together.
+            # Only the first status of a live execution may open its span.
             inherited_context = (
-                None
-                if execution.span is not None
-                else self._inherited_context(execution, parent_context)
+                self._inherited_context(execution, parent_context)
+                if execution.status is None and execution.span is None
+                else None
             )
             with execution.lock:
                 if execution.ended:
                     return  # ended by another thread (its final status, eviction, exit)
-                if execution.persisted:
-                    change = persisted_change(
-                        execution.status, execution.since_ns, current, at_ns, stored, stored_since
-                    )
-                else:
-                    change = live_change(execution.status, execution.since_ns, current, at_ns)
+                change = live_change(execution.status, execution.since_ns, current, at_ns)
                 if change is None:
                     return
                 self._apply(execution, change, at_ns, inherited_context)
-                if not current.is_final:
+                if current not in FINAL_STATUSES:
                     return
                 execution.ended = True
             self.executions.forget(key, execution, at_ns)
             self._spans.finish(execution, current, at_ns, error, error_type)
         except Exception:
             report_internal_error("StatusTracker.transition")
+
+    def _change_row(
+        self,
+        key: Hashable,
+        execution: Execution,
+        current: ExecutionStatus,
+        at_ns: int,
+        previous_status: Any,
+        previous_since: clock.Timestamp | None,
+        parent_context: Context | None,
+        error: BaseException | None,
+        error_type: Any,
+    ) -> None:
+        """``transition_on``'s change of a database row: measured from the database's previous
+        status when it gives one (``transition_rules.persisted_change``), and any change
+        may open its span."""
+        stored = None if previous_status is None else to_status(previous_status)
+        stored_since = None if previous_since is None else clock.from_timestamp(previous_since)
+        # Read outside this execution's lock: parent and child locks are never held together.
+        inherited_context = (
+            self._inherited_context(execution, parent_context) if execution.span is None else None
+        )
+        with execution.lock:
+            if execution.ended:
+                return  # ended by another thread (its final status, eviction, exit)
+            change = persisted_change(
+                execution.status, execution.since_ns, current, at_ns, stored, stored_since
+            )
+            if change is None:
+                return
+            self._apply(execution, change, at_ns, inherited_context)
+            if current not in FINAL_STATUSES:
+                return
+            execution.ended = True
+        self.executions.forget(key, execution, at_ns)
+        self._spans.finish(execution, current, at_ns, error, error_type)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -211,14 +299,16 @@ class StatusTracker:
         key: Hashable,
         current: ExecutionStatus,
         at_ns: int,
-        stored: ExecutionStatus | None,
+        previous_status: Any,
         identity: Identity,
         emit_span: bool,
         persisted: bool,
     ) -> Execution | None:
         """A new execution in flight for ``key``, unless the key has ended and this change
-        does not start a new execution; a racing creator for the same key wins. Executions
-        pushed out by the in-flight cap end here."""
+        does not start a new execution (``previous_status``: the database's, as reported); a
+        racing creator for the same key wins. Executions pushed out by the in-flight cap end
+        here."""
+        stored = None if previous_status is None else to_status(previous_status)
         # A late or duplicate event of an ended execution is dropped before anything is built
         # for it (nor its names admitted to the metrics); ``admit`` checks again under the
         # table's lock.
@@ -227,14 +317,14 @@ class StatusTracker:
             bool(persisted), current, at_ns, stored, ended_at
         ):
             return None
-        fresh = Execution(identity, emit_span, persisted, self._config.item_spans)
+        fresh = Execution(identity, emit_span, persisted, self._item_spans)
         try:
             parent = None if fresh.parent_key is None else self.executions.get(fresh.parent_key)
         except Exception:  # a parent key that cannot be looked up (unhashable): no parent
             fresh.parent_key = parent = None
         if fresh.pipeline_name is None and parent is not None:
             fresh.pipeline_name = parent.pipeline_name
-        self._metrics.admit_names(fresh)
+        self._metrics.admit(fresh)
         execution, evicted = self.executions.admit(key, fresh, current, at_ns, stored)
         for old_key, old in evicted:
             self._abandon(old_key, old, evicted=True)
@@ -245,9 +335,7 @@ class StatusTracker:
     ) -> Context | None:
         """The context a span opened by this change would have, for an execution without a
         span yet: the caller's, else the parent execution's (None: the current context).
-        Only a change that may open one asks."""
-        if execution.status is not None and not execution.persisted:
-            return None
+        Only a change that may open one asks: a live execution's first, a database row's any."""
         if parent_context is not None:  # an empty Context is falsy, yet explicit
             return parent_context
         parent_key = execution.parent_key
@@ -261,7 +349,8 @@ class StatusTracker:
         status, since_ns, leaving, entering, left, left_since_ns, first, first_at_ns = change
         execution.status = status
         execution.since_ns = since_ns
-        self._metrics.move_active(execution, leaving, entering)
+        series = execution.active_series
+        self._metrics.move_active(series[leaving], series[entering])
         if first is not None and execution.span is None:
             if execution.wants_span:
                 self._spans.open(execution, first, first_at_ns, parent_context)
@@ -295,7 +384,7 @@ class StatusTracker:
         self.executions.forget(key, execution, at_ns)
         if evicted:
             self._log_eviction()
-        if recorded is None or recorded.is_final:
+        if recorded is None or recorded in FINAL_STATUSES:
             return
         if change is None:  # a database row: it keeps its status
             self._spans.release(execution, recorded, at_ns)

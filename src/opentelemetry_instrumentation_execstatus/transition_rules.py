@@ -53,10 +53,18 @@ the caller's. A plain tuple: one is built for each change of every execution, th
 hot path, where a NamedTuple would cost a Python call more; the tracker unpacks it."""
 
 
+FINAL_STATUSES = frozenset(status for status in ExecutionStatus if status.is_final)
+"""The statuses that end an execution: ``status in FINAL_STATUSES`` is ``status.is_final``
+without the call to a property, on every change."""
+
+
+_ITEM = ExecutionLevel.ITEM  # read once: an enum member read from its class costs a call's time
+
+
 def counted(status: ExecutionStatus | None) -> ExecutionStatus | None:
     """The ``execution.active`` series an execution in ``status`` counts in: None for no status
     and for a final one (an ended execution is in flight no more)."""
-    if status is None or status.is_final:
+    if status is None or status in FINAL_STATUSES:
         return None
     return status
 
@@ -69,10 +77,10 @@ def live_change(
 ) -> Change | None:
     """A change to ``current`` at ``at_ns`` of a live execution recorded in ``recorded`` since
     ``recorded_since_ns`` (None and None before its first status); None when it is dropped."""
-    entering = None if current.is_final else current  # ``counted(current)``, written out
+    entering = None if current in FINAL_STATUSES else current  # ``counted(current)``
     if recorded is None:
         return (current, at_ns, None, entering, None, None, current, at_ns)
-    if recorded is current or recorded.is_final:
+    if recorded is current or recorded in FINAL_STATUSES:
         return None  # the same canonical status, or a late event after the end
     if recorded_since_ns is not None and at_ns < recorded_since_ns and entering is not None:
         return None  # an older event arriving late: the execution has moved past it
@@ -91,7 +99,7 @@ def persisted_change(
     """A change to ``current`` at ``at_ns`` of a database row, measured from the database's
     previous status ``stored`` (entered at ``stored_since_ns``) when it gives one, else from
     this process's record; None when it is dropped."""
-    if recorded is not None and recorded.is_final:
+    if recorded is not None and recorded in FINAL_STATUSES:
         return None  # a late event after the end
     if stored is not None:
         previous: ExecutionStatus | None = stored
@@ -135,7 +143,7 @@ def abandoned(
     no status yet, or a final one, has nothing to end; a database row keeps its status and its
     count, as the database still holds it, for whichever process changes the row next.
     """
-    if recorded is None or recorded.is_final or persisted:
+    if recorded is None or recorded in FINAL_STATUSES or persisted:
         return None
     if evicted:
         unknown = ExecutionStatus.UNKNOWN
@@ -157,12 +165,13 @@ def starts_anew(
     is a duplicate end. A database row also starts anew when the database says it comes back
     from a final status, or holds no status yet (a new row reusing the id).
     """
-    if not current.is_final and at_ns >= ended_at_ns:
+    final = current in FINAL_STATUSES
+    if not final and at_ns >= ended_at_ns:
         return True
-    return persisted and (stored is None or (stored.is_final and not current.is_final))
+    return persisted and (stored is None or (stored in FINAL_STATUSES and not final))
 
 
 def wants_span(emit_span: bool, level: ExecutionLevel, item_spans: bool) -> bool:
     """Does an execution get a span of its own? Not when the orchestrator traces it itself
     (``emit_span=False``), and an item only when item spans are switched on."""
-    return emit_span and (level is not ExecutionLevel.ITEM or item_spans)
+    return emit_span and (level is not _ITEM or item_spans)
