@@ -374,3 +374,32 @@ def test_metric_points_copy_and_serialise_as_exporters_need(instrument):
         attributes = otel.points(name)[0].attributes
         assert copy.deepcopy(attributes) == attributes
         assert pickle.loads(pickle.dumps(attributes)) == attributes
+
+
+def test_transition_on_makes_the_same_change_as_transition(instrument):
+    """The positional entry point the public API uses after its own off check: the same span,
+    events and histogram samples as ``transition``, for a step that fails."""
+    otel = instrument()
+    tracker = telemetry.current().tracker
+    for key, name, report in (
+        ("by-keyword", "keyword", tracker.transition),
+        ("by-position", "position", tracker.transition_on),
+    ):
+        identity = Identity("api", "step", name=name, pipeline="nightly", attempt=2)
+        report(key, "queued", identity)
+        report(key, "running", identity)
+        report(key, "failed", identity, error_type="Timeout")
+
+    def described(span):
+        attributes = {k: v for k, v in span.attributes.items() if k != "cicd.pipeline.task.name"}
+        events = [(event.name, dict(event.attributes)) for event in span.events]
+        return attributes, events, span.status.status_code, span.status.description
+
+    assert described(otel.span("keyword")) == described(otel.span("position"))
+    samples = {}
+    for point in otel.points("execution.status_transition.duration"):
+        labels = tuple(
+            sorted(i for i in point.attributes.items() if i[0] != "cicd.pipeline.task.name")
+        )
+        samples[labels] = samples.get(labels, 0) + point.count
+    assert sorted(samples.values()) == [2, 2]  # queued -> running, running -> failed: twice each
