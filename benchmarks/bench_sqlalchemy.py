@@ -12,56 +12,75 @@ on commit (as its orchestrator's): nodes are created ``QUEUED`` (one commit for 
 (launched), ``RUNNING`` and ``SUCCEEDED``, each change committed. When a node succeeds, Tangle
 queries its downstream nodes (to wake those waiting for it) before committing: the query's
 autoflush writes the change before the commit. The unit is the transition: three per node, so
-each carries a third of the node's creation. The database is SQLite in memory, a fresh one for
-each timed block: a file would add fsync and disk noise that hides what is measured, so the
-ratios are an upper bound (a networked database makes every commit slower) and the
-microseconds added per transition are what carries over.
+each carries a third of the node's creation; an iteration is a batch, every node's span begun
+and ended in it. The database is SQLite in memory, a fresh one for each timed block: a file
+would add fsync and disk noise that hides what is measured, so the ratios are an upper bound
+(a networked database makes every commit slower) and the microseconds added per transition are
+what carries over.
 
-- per transition: bare against the Tangle preset (``TangleAdapter.instrument_execution_nodes``,
-  what the instrumentation applies to Tangle's model, by an adapter given the live core) with
-  a real SDK (``Sdk``), and with no SDK at all (no provider passed, none set globally: the
-  API's no-op path).
-- peers: Tangle's own status-duration hook, re-implemented here from what Tangle merged (see
-  ``TangleHook``), on a second real SDK, against bare and against ours. Twice: once with the
-  downstream query after the success's commit, so Tangle's hook sees every transition and does
-  all its work (a histogram sample per change, spans built after the fact at the end); once in
-  Tangle's own order, where the autoflush leaves the node out of ``session.dirty`` at commit,
-  so the hook records nothing for ``RUNNING -> SUCCEEDED`` and builds no trace. Facts count
-  what each emitted per node.
+Each order of the workload is one interleaved measurement of every case:
+
+- bare; the Tangle preset (``TangleAdapter.instrument_execution_nodes``, what the
+  instrumentation applies to Tangle's model, by an adapter given the live core) with a real
+  SDK (``Sdk``); its equal floor (``EqualFloor``: the SDK calls it made, recorded from one
+  batch and made again by hand); Tangle's own status-duration hook, re-implemented here from
+  what Tangle merged (``TangleHook``), on a second real SDK; and its equal floor, so that ours
+  is held against what the peer adds plus the SDK cost of what we emit beyond it.
+- in Tangle's own order (the success autoflushed by its downstream query before its commit,
+  where the hook records nothing for ``RUNNING -> SUCCEEDED`` and builds no trace), also the
+  preset with no SDK at all (no provider passed, none set globally: the API's no-op path) and
+  its pass-through: the preset patches no function (it listens to SQLAlchemy's events), so
+  what stands for a wrapt pass-through is a no-op listener on each event it listens to,
+  registered as it registers its own (``NoOpListeners``): the same listener calls.
+- in the other order (the downstream query after the success's commit), Tangle's hook sees
+  every transition and does all its work (a histogram sample per change, spans built after
+  the fact at the end). Facts count what each emitted per node.
 
 Validity: every span and histogram sample each case should have made is checked against the
-nodes it ran, a bare run after all blocks must leave every SDK untouched, and the no-SDK case
-must really be instrumented. Otherwise the script exits non-zero: it measured nothing.
+nodes it ran, each equal floor against the calls it was recorded from, a bare run after all
+blocks must leave every SDK untouched, the no-SDK case must really be instrumented, and the
+no-op listeners must be as many, on the same events, as the preset's. Otherwise the script
+exits non-zero: it measured nothing.
 """
 
 from __future__ import annotations
 
 import datetime
 import enum
+import statistics
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any, Callable, Optional
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import replace
+from typing import Any, Callable, NamedTuple, Optional
 
+import sdk_calls
 from harness import (
+    ADDED,
     INSTRUMENTOR,
     Case,
+    EqualFloor,
     Results,
     Row,
+    Samples,
     Sdk,
+    added_against_floor,
+    added_against_peer,
     added_cost_ratio,
     arguments,
-    compare,
     finish,
+    measure,
+    ratio_rows,
     require,
     scale,
+    then,
     versions,
 )
 from opentelemetry import trace
 from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 from opentelemetry.trace import StatusCode, Tracer
-from sqlalchemy import JSON, Engine, ForeignKey, create_engine, event, select
+from sqlalchemy import JSON, Engine, ForeignKey, create_engine, event, inspect, select
 from sqlalchemy.ext.mutable import MutableDict
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -82,6 +101,7 @@ BARE = "bare"
 OURS = "execstatus, SDK"
 OURS_NO_SDK = "execstatus, no SDK"
 TANGLE = "Tangle native hook"
+NO_OP = "no-op listeners on the same events"
 
 
 # -- the model, built like Tangle's ------------------------------------------------------------
@@ -372,11 +392,11 @@ class Lifecycles:
 
 
 @contextmanager
-def _preset_on(sdk: Sdk | None) -> Iterator[Any]:
-    """The instrumentation on (with ``sdk``, else no SDK) and the Tangle preset on the model,
-    reported through a Tangle adapter given the live core, as the instrumentation does with
-    Tangle's own model; yields the instrumented column."""
-    INSTRUMENTOR.instrument(**(sdk.providers if sdk is not None else {}))
+def _preset_on(providers: dict[str, Any]) -> Iterator[Any]:
+    """The instrumentation on (with ``providers``; none: no SDK) and the Tangle preset on the
+    model, reported through a Tangle adapter given the live core, as the instrumentation does
+    with Tangle's own model; yields the instrumented column."""
+    INSTRUMENTOR.instrument(**providers)
     live = telemetry.current()
     require(live is not None, "the instrumentation did not start")
     undo = TangleAdapter(live).instrument_execution_nodes(ExecutionNode)
@@ -391,6 +411,102 @@ def _preset_on(sdk: Sdk | None) -> Iterator[Any]:
         )
 
 
+@contextmanager
+def _hooked(hook: TangleHook) -> Iterator[None]:
+    hook.listen()
+    try:
+        yield
+    finally:
+        hook.remove()
+
+
+def _tangle_hook(tracer_provider: Any, meter_provider: Any) -> TangleHook:
+    """Tangle's hook, its meter and tracer taken from the providers it is given."""
+    return TangleHook(
+        meter_provider.get_meter("tangle.orchestrator"),
+        tracer_provider.get_tracer("tangle.orchestrator"),
+    )
+
+
+Scope = Callable[[sdk_calls.RecordingProviders], AbstractContextManager[Any]]
+
+
+def _turned_on(scope: Scope) -> tuple[Callable[[Any], object], Callable[[], object]]:
+    """``EqualFloor.record``'s ``peer``: what turns a case's telemetry on with the recording
+    providers it is given, and what turns it off."""
+    stack = ExitStack()
+    return (lambda recorder: stack.enter_context(scope(recorder))), stack.close
+
+
+def _ignore(*_arguments: Any) -> None:
+    """A listener that does nothing: to an event, what a wrapt pass-through is to a call."""
+
+
+class NoOpListeners:
+    """A no-op listener on each event the preset listens to, registered as it registers its
+    own (the column's raw and propagated to subclasses; the sessions' on ``Session``): the
+    same listener calls per transition, doing nothing. ``setup`` and ``teardown`` are a
+    case's."""
+
+    def __init__(self) -> None:
+        self._listening: list[tuple[Any, str, Callable[..., Any]]] = []
+        self._calls = 0
+
+    @staticmethod
+    def events() -> list[tuple[Any, str, dict[str, bool]]]:
+        """The preset's events: the status column's "set", its rows' flushes, and the three
+        session events of the transaction buffer (``adapters.sqlalchemy.transactions``)."""
+        row = {"raw": True, "propagate": True}
+        return [
+            (ExecutionNode.container_execution_status, "set", row),
+            (ExecutionNode, "after_insert", row),
+            (ExecutionNode, "after_update", row),
+            *(
+                (Session, name, {})
+                for name in ("after_commit", "after_soft_rollback", "after_transaction_end")
+            ),
+        ]
+
+    def setup(self, listener: Callable[..., Any] = _ignore) -> None:
+        for target, name, options in self.events():
+            event.listen(target, name, listener, **options)
+            self._listening.append((target, name, listener))
+
+    def teardown(self) -> None:
+        for target, name, listener in self._listening:
+            event.remove(target, name, listener)
+        self._listening.clear()
+
+    def calls_per_unit(self, run: Callable[[int], object], units: int) -> float:
+        """How many listener calls one iteration of ``run`` makes, per unit."""
+        self.setup(self._counting)
+        try:
+            run(1)
+            before = self._calls
+            run(1)
+            return (self._calls - before) / units
+        finally:
+            self.teardown()
+
+    def _counting(self, *_arguments: Any) -> None:
+        self._calls += 1
+
+
+def _listener_counts() -> tuple[int, ...]:
+    """How many listeners each of the preset's events has."""
+    flushes = inspect(ExecutionNode).dispatch
+    with Session() as session:
+        sessions = session.dispatch
+        return (
+            len(ExecutionNode.container_execution_status.dispatch.set),
+            len(flushes.after_insert),
+            len(flushes.after_update),
+            len(sessions.after_commit),
+            len(sessions.after_soft_rollback),
+            len(sessions.after_transaction_end),
+        )
+
+
 class _Switch:
     """Setup and teardown of a case, around each timed block: a fresh database, then the
     telemetry on; after it, the telemetry off and its spans flushed."""
@@ -398,11 +514,11 @@ class _Switch:
     def __init__(
         self,
         database: Database,
-        on: Callable[[], Any] | None = None,
+        on: Callable[[], AbstractContextManager[Any]] | None = None,
         sdk: Sdk | None = None,
     ) -> None:
         self._database, self._on, self._sdk = database, on, sdk
-        self._scope: Any = None
+        self._scope: AbstractContextManager[Any] | None = None
 
     def setup(self) -> None:
         self._database.reset()
@@ -418,23 +534,16 @@ class _Switch:
             self._sdk.tracer_provider.force_flush()
 
 
+UNITS = NODES * TRANSITIONS_PER_NODE  # transitions per iteration (a batch)
+
+
 def _case(name: str, lifecycles: Lifecycles, switch: _Switch) -> Case:
-    return Case(
-        name,
-        lifecycles,
-        NODES * TRANSITIONS_PER_NODE,
-        setup=switch.setup,
-        teardown=switch.teardown,
-    )
+    return Case(name, lifecycles, UNITS, setup=switch.setup, teardown=switch.teardown)
 
 
-@contextmanager
-def _hooked(hook: TangleHook) -> Iterator[None]:
-    hook.listen()
-    try:
-        yield
-    finally:
-        hook.remove()
+def _floor_case(floor: EqualFloor, sdk: Sdk) -> Case:
+    """The floor's replay, its spans flushed after each block as the instrumented cases' are."""
+    return replace(floor.case(), teardown=sdk.tracer_provider.force_flush)
 
 
 def _histogram_samples(reader: InMemoryMetricReader) -> int:
@@ -478,35 +587,197 @@ def _require_per_node(
     return f"per node: spans {found[0]:g}, histogram samples {found[1]:g}"
 
 
-def per_transition(quick: bool, database: Database, ours: Sdk) -> list[Row]:
-    instrumented = Lifecycles(database, tangle_order=True)
-    no_sdk = Lifecycles(database, tangle_order=True)
-    emitted = _Emitted(ours)
+PER_TRANSITION = "per transition"
+
+
+class _Floors(NamedTuple):
+    """The equal floors of ours and of Tangle's hook, each replayed on an SDK of its own."""
+
+    ours: EqualFloor
+    peer: EqualFloor
+    our_sdk: Sdk
+    peer_sdk: Sdk
+
+    @classmethod
+    def record(cls, lifecycles: Callable[[], Lifecycles]) -> _Floors:
+        our_sdk, peer_sdk = Sdk.create(), Sdk.create()
+        ours = EqualFloor.record(
+            OURS,
+            our_sdk,
+            lifecycles(),
+            units=UNITS,
+            peer=_turned_on(lambda recorder: _preset_on(recorder.providers)),
+        )
+        peer = EqualFloor.record(
+            TANGLE,
+            peer_sdk,
+            lifecycles(),
+            units=UNITS,
+            peer=_turned_on(
+                lambda recorder: _hooked(
+                    _tangle_hook(recorder.tracer_provider, recorder.meter_provider)
+                )
+            ),
+        )
+        return cls(ours, peer, our_sdk, peer_sdk)
+
+    def cases(self) -> list[Case]:
+        return [_floor_case(self.ours, self.our_sdk), _floor_case(self.peer, self.peer_sdk)]
+
+
+def measured(
+    quick: bool, database: Database, *, tangle_order: bool
+) -> tuple[list[Row], dict[str, str]]:
+    """Every case of one order of the workload, timed in one interleaved measurement: ours
+    against bare, its equal floor and Tangle's hook; in Tangle's order, also with no SDK
+    against the no-op listeners."""
+
+    def lifecycles() -> Lifecycles:
+        return Lifecycles(database, tangle_order=tangle_order)
+
+    floors = _Floors.record(lifecycles)
+    ours, theirs = Sdk.create(), Sdk.create()  # each case's output is counted on its own
+    hook = _tangle_hook(theirs.tracer_provider, theirs.meter_provider)
+    instrumented, hooked = lifecycles(), lifecycles()
+    emitted_ours, emitted_theirs = _Emitted(ours), _Emitted(theirs)
+    cases = [
+        _case(BARE, lifecycles(), _Switch(database)),
+        _case(OURS, instrumented, _Switch(database, lambda: _preset_on(ours.providers), ours)),
+        _case(TANGLE, hooked, _Switch(database, lambda: _hooked(hook), theirs)),
+        *floors.cases(),
+    ]
+    no_op = NoOpListeners()
+    if tangle_order:
+        cases += [
+            _case(OURS_NO_SDK, lifecycles(), _Switch(database, lambda: _preset_on({}))),
+            Case(
+                NO_OP,
+                lifecycles(),
+                UNITS,
+                setup=then(database.reset, no_op.setup),
+                teardown=no_op.teardown,
+            ),
+        ]
     iterations, rounds = scale(quick, BATCHES_PER_BLOCK, ROUNDS)
-    rows = compare(
-        SUITE,
-        "per transition: instrumented vs bare",
-        _case(BARE, Lifecycles(database, tangle_order=True), _Switch(database)),
-        [
-            _case(OURS, instrumented, _Switch(database, lambda: _preset_on(ours), ours)),
-            _case(OURS_NO_SDK, no_sdk, _Switch(database, lambda: _preset_on(None))),
-        ],
-        unit="transition",
-        iterations=iterations,
-        rounds=rounds,
-        note="Tangle-like nodes QUEUED -> PENDING -> RUNNING -> SUCCEEDED, SQLite in memory",
+    samples = measure(cases, iterations=iterations, rounds=rounds)
+
+    seen = "as its orchestrator commits" if tangle_order else "every transition seen"
+    peers = f"peers: Tangle, {seen}"
+    rows = _peer_rows(samples, peers, floors, tangle_order=tangle_order)
+    facts = {
+        f"{peers}: equal floor, ours": floors.ours.describe(),
+        f"{peers}: equal floor, Tangle's": floors.peer.describe(),
+    }
+    if tangle_order:
+        rows = _per_transition_rows(samples, floors.ours) + rows
+        facts[f"{PER_TRANSITION}: {NO_OP}"] = _same_listeners(database, no_op)
+        require(_no_sdk_is_instrumented(database), f"{OURS_NO_SDK} was not instrumented")
+    # Tangle's hook: in its own order it misses the success (no sample, no trace); otherwise a
+    # sample per transition and, at the end, a root span plus one per status (four). Ours:
+    # one span per node, a sample per transition (the first status has none).
+    facts[f"{peers}: {TANGLE} emitted"] = _require_per_node(
+        emitted_theirs,
+        hooked,
+        TANGLE,
+        0 if tangle_order else 1 + TRANSITIONS_PER_NODE + 1,
+        TRANSITIONS_PER_NODE - 1 if tangle_order else TRANSITIONS_PER_NODE,
     )
-    # One span per node; a sample per transition (the first status has none).
-    _require_per_node(emitted, instrumented, OURS, 1, TRANSITIONS_PER_NODE)
-    require(_no_sdk_is_instrumented(database), f"{OURS_NO_SDK} was not instrumented")
-    _bare_emits_nothing(database, [ours])
-    return rows
+    facts[f"{peers}: {OURS} emitted"] = _require_per_node(
+        emitted_ours, instrumented, OURS, 1, TRANSITIONS_PER_NODE
+    )
+    sdks = [ours, theirs, floors.our_sdk, floors.peer_sdk]
+    _bare_emits_nothing(database, sdks)
+    for sdk in sdks:
+        sdk.shutdown()
+    return rows, facts
+
+
+def _per_transition_rows(samples: Samples, floor: EqualFloor) -> list[Row]:
+    """Ours against bare, with and without an SDK; against its equal floor; and with no SDK,
+    what it adds against what the no-op listeners add."""
+    return [
+        *ratio_rows(
+            samples,
+            SUITE,
+            f"{PER_TRANSITION}: instrumented vs bare",
+            BARE,
+            [OURS, OURS_NO_SDK, NO_OP],
+            unit="transition",
+            note="Tangle-like nodes QUEUED -> PENDING -> RUNNING -> SUCCEEDED, SQLite in memory",
+        ),
+        added_against_floor(
+            samples,
+            SUITE,
+            f"{PER_TRANSITION}: added per transition vs the same SDK calls",
+            OURS,
+            floor,
+            bare=BARE,
+            unit="transition",
+        ),
+        _added_against(
+            samples,
+            f"{PER_TRANSITION}: no SDK, added per transition vs no-op listeners",
+            OURS_NO_SDK,
+            NO_OP,
+            bare=BARE,
+            goal=2.0,
+        ),
+    ]
+
+
+def _peer_rows(samples: Samples, peers: str, floors: _Floors, *, tangle_order: bool) -> list[Row]:
+    """Tangle's hook and ours against bare; what we add against what it adds, as it is and
+    with the SDK cost of what we emit beyond it (less, where it emits more)."""
+    order = (
+        "Tangle's order: success autoflushed by a query before its commit"
+        if tangle_order
+        else "every change committed unflushed (query after the success's commit)"
+    )
+    timed = ratio_rows(samples, SUITE, peers, BARE, [TANGLE, OURS], unit="transition", note=order)
+    return [
+        *timed,
+        added_cost_ratio(timed, OURS, TANGLE, f"{peers}: added per transition"),
+        added_against_peer(
+            samples,
+            SUITE,
+            f"{peers}: added per transition vs Tangle's plus our extra SDK calls",
+            ours=floors.ours,
+            peer=floors.peer,
+            bare=BARE,
+            unit="transition",
+        ),
+    ]
+
+
+def _added_against(
+    samples: Samples, benchmark: str, subject: str, baseline: str, *, bare: str, goal: float
+) -> Row:
+    """What ``subject`` adds per transition over ``bare`` against what ``baseline`` adds, each
+    the median of its differences round by round (both timed in every round): a few
+    microseconds on some hundreds, which a ratio per round, or a difference of medians, would
+    leave to the noise of the bare time."""
+
+    def added(case: str) -> float:
+        return statistics.median(s - b for s, b in zip(samples[case], samples[bare]))
+
+    subject_us, baseline_us = added(subject), added(baseline)
+    return Row(
+        suite=SUITE,
+        benchmark=benchmark,
+        subject=subject,
+        baseline=baseline,
+        unit=f"transition{ADDED}",
+        ratio=subject_us / baseline_us if baseline_us > 0 else float("inf"),
+        subject_us=subject_us,
+        baseline_us=baseline_us,
+        goal=goal,
+    )
 
 
 def _no_sdk_is_instrumented(database: Database) -> bool:
     """With no SDK there is nothing to read back: check instead that, while such a block runs,
     the instrumentation is on and the preset listens to the status column and to sessions."""
-    with _preset_on(None) as column:
+    with _preset_on({}) as column:
         Lifecycles(database, tangle_order=True)(1)
         return (
             telemetry.current() is not None
@@ -515,60 +786,26 @@ def _no_sdk_is_instrumented(database: Database) -> bool:
         )
 
 
-def peers(
-    quick: bool, database: Database, *, tangle_order: bool
-) -> tuple[list[Row], dict[str, str]]:
-    """Tangle's hook on one SDK, ours on another, so each one's output is counted."""
-    theirs, ours = Sdk.create(), Sdk.create()
-    hook = TangleHook(
-        theirs.meter_provider.get_meter("tangle.orchestrator"),
-        theirs.tracer_provider.get_tracer("tangle.orchestrator"),
+def _same_listeners(database: Database, no_op: NoOpListeners) -> str:
+    """The no-op listeners are one on each event the preset listens to, as many as its own;
+    returns how many listener calls they get per transition."""
+    bare = _listener_counts()
+    with _preset_on({}):
+        preset = _listener_counts()
+    no_op.setup()
+    try:
+        no_ops = _listener_counts()
+    finally:
+        no_op.teardown()
+    added = [on - off for on, off in zip(preset, bare)]
+    require(
+        added == [on - off for on, off in zip(no_ops, bare)] and set(added) == {1},
+        f"the no-op listeners ({no_ops}) are not the preset's ({preset}, bare {bare})",
     )
-    hooked, instrumented = (
-        Lifecycles(database, tangle_order=tangle_order),
-        Lifecycles(database, tangle_order=tangle_order),
+    calls = no_op.calls_per_unit(Lifecycles(database, tangle_order=True), UNITS)
+    return (
+        f"one on each of the preset's {len(added)} events: {calls:g} listener calls per transition"
     )
-    emitted_theirs, emitted_ours = _Emitted(theirs), _Emitted(ours)
-    order = (
-        "Tangle's order: success autoflushed by a query before its commit"
-        if tangle_order
-        else "every change committed unflushed (query after the success's commit)"
-    )
-    seen = "as its orchestrator commits" if tangle_order else "every transition seen"
-    benchmark = f"peers: Tangle, {seen}"
-    iterations, rounds = scale(quick, BATCHES_PER_BLOCK, ROUNDS)
-    rows = compare(
-        SUITE,
-        benchmark,
-        _case(BARE, Lifecycles(database, tangle_order=tangle_order), _Switch(database)),
-        [
-            _case(TANGLE, hooked, _Switch(database, lambda: _hooked(hook), theirs)),
-            _case(OURS, instrumented, _Switch(database, lambda: _preset_on(ours), ours)),
-        ],
-        unit="transition",
-        iterations=iterations,
-        rounds=rounds,
-        note=order,
-    )
-    # Tangle's hook: in its own order it misses the success (no sample, no trace); otherwise a
-    # sample per transition and, at the end, a root span plus one per status (four).
-    facts = {
-        f"{benchmark}: {TANGLE} emitted": _require_per_node(
-            emitted_theirs,
-            hooked,
-            TANGLE,
-            0 if tangle_order else 1 + TRANSITIONS_PER_NODE + 1,
-            TRANSITIONS_PER_NODE - 1 if tangle_order else TRANSITIONS_PER_NODE,
-        ),
-        f"{benchmark}: {OURS} emitted": _require_per_node(
-            emitted_ours, instrumented, OURS, 1, TRANSITIONS_PER_NODE
-        ),
-    }
-    _bare_emits_nothing(database, [theirs, ours])
-    theirs.shutdown()
-    ours.shutdown()
-    added = added_cost_ratio(rows, OURS, TANGLE, f"{benchmark}: added per transition")
-    return [*rows, added], facts
 
 
 def _bare_emits_nothing(database: Database, sdks: Sequence[Sdk]) -> None:
@@ -583,11 +820,8 @@ def main() -> None:
     options = arguments(__doc__.splitlines()[0])
     results = Results(SUITE, versions=versions("SQLAlchemy"))
     database = Database()
-    ours = Sdk.create()
-    results.rows += per_transition(options.quick, database, ours)
-    ours.shutdown()
-    for tangle_order in (False, True):
-        rows, facts = peers(options.quick, database, tangle_order=tangle_order)
+    for tangle_order in (True, False):
+        rows, facts = measured(options.quick, database, tangle_order=tangle_order)
         results.rows += rows
         results.facts.update(facts)
     results.facts["workload"] = (

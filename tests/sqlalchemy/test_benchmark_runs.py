@@ -14,19 +14,35 @@ from support import run_quick_benchmark
 PER_TRANSITION = "per transition: instrumented vs bare"
 ALL_SEEN = "peers: Tangle, every transition seen"
 TANGLE_ORDER = "peers: Tangle, as its orchestrator commits"
+OURS, NO_SDK, NO_OP = "execstatus, SDK", "execstatus, no SDK", "no-op listeners on the same events"
+TANGLE = "Tangle native hook"
 EXPECTED = {
-    (PER_TRANSITION, "execstatus, SDK", "bare", "transition"),
-    (PER_TRANSITION, "execstatus, no SDK", "bare", "transition"),
+    (PER_TRANSITION, OURS, "bare", "transition"),
+    (PER_TRANSITION, NO_SDK, "bare", "transition"),
+    (PER_TRANSITION, NO_OP, "bare", "transition"),
+    (
+        "per transition: added per transition vs the same SDK calls",
+        OURS,
+        f"same SDK calls as {OURS}, by hand",
+        "transition, added",
+    ),
+    (
+        "per transition: no SDK, added per transition vs no-op listeners",
+        NO_SDK,
+        NO_OP,
+        "transition, added",
+    ),
     *(
         row
         for peers in (ALL_SEEN, TANGLE_ORDER)
         for row in (
-            (peers, "Tangle native hook", "bare", "transition"),
-            (peers, "execstatus, SDK", "bare", "transition"),
+            (peers, TANGLE, "bare", "transition"),
+            (peers, OURS, "bare", "transition"),
+            (f"{peers}: added per transition", OURS, TANGLE, "transition, added"),
             (
-                f"{peers}: added per transition",
-                "execstatus, SDK",
-                "Tangle native hook",
+                f"{peers}: added per transition vs Tangle's plus our extra SDK calls",
+                OURS,
+                f"{TANGLE} + SDK cost of what we emit beyond it",
                 "transition, added",
             ),
         )
@@ -54,4 +70,11 @@ def test_quick_run_writes_every_row(tmp_path: Path) -> None:
         assert facts[f"{peers}: execstatus, SDK emitted"] == (
             "per node: spans 1, histogram samples 3"
         )
+        # Each equal floor says what it makes: the same calls as its case, counted.
+        assert facts[f"{peers}: equal floor, ours"].startswith(f"SDK calls per unit, {OURS}: ")
+        assert facts[f"{peers}: equal floor, Tangle's"].startswith(
+            f"SDK calls per unit, {TANGLE}: "
+        )
+    # The no-op listeners stand for the preset's: one on each of its events.
+    assert facts[f"per transition: {NO_OP}"].startswith("one on each of the preset's 6 events: ")
     assert document["versions"]["SQLAlchemy"].startswith("2.")

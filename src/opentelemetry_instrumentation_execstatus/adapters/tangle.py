@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import Enum
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any, Callable, Final
 
 from opentelemetry_instrumentation_execstatus.adapters.base import Adapter
@@ -82,14 +82,41 @@ LAUNCHER_MODULES: Final = tuple(
 )
 
 
+# What a JSON column's value is tested for: a dict first (what it loads, what Tangle assigns;
+# a plain type check), else any other mapping (the slower check of an abstract class).
+_MAPPINGS: Final = (dict, Mapping)
+_NO_EXTRA_DATA: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
 def _extra_data(loaded: Mapping[str, Any]) -> Mapping[str, Any]:
     extra = loaded.get(EXTRA_DATA)
-    return extra if isinstance(extra, Mapping) else {}
+    return extra if isinstance(extra, _MAPPINGS) else _NO_EXTRA_DATA
+
+
+# ``CONTAINER_STATUS`` of each enum member seen (Tangle assigns ``ContainerExecutionStatus``
+# members, and a member's value never changes), by its class and name: no code of the value's
+# own (its ``__hash__``) runs for the lookup. Bounded: a few enums of a dozen members each.
+_MEMBER_STATUSES: dict[tuple[type, str], ExecutionStatus] = {}
+_MEMBER_STATUSES_MAX: Final = 256
+
+
+def _container_status(raw: Any) -> ExecutionStatus:
+    """``CONTAINER_STATUS(raw)``, for an enum member looked up once."""
+    kind = type(raw)
+    if not issubclass(kind, Enum) or type(raw._name_) is not str:
+        return CONTAINER_STATUS(raw)
+    key = (kind, raw._name_)
+    status = _MEMBER_STATUSES.get(key)
+    if status is None:
+        status = CONTAINER_STATUS(raw)
+        if len(_MEMBER_STATUSES) < _MEMBER_STATUSES_MAX:
+            _MEMBER_STATUSES[key] = status
+    return status
 
 
 def tangle_status(raw: Any, loaded: Mapping[str, Any]) -> ExecutionStatus:
     """A node's canonical status; a success reused from the cache is ``cached``."""
-    status = CONTAINER_STATUS(raw)
+    status = _container_status(raw)
     if status is ExecutionStatus.SUCCEEDED and _extra_data(loaded).get(REUSED_FROM):
         return ExecutionStatus.CACHED
     return status
@@ -104,9 +131,9 @@ def tangle_status_changed_at(loaded: Mapping[str, Any], previous: Any) -> Any:
     history = _extra_data(loaded).get(STATUS_HISTORY)
     if not isinstance(history, list):
         return None
-    wanted = previous.value if isinstance(previous, Enum) else previous
+    wanted = previous._value_ if isinstance(previous, Enum) else previous  # what .value reads
     for entry in reversed(history):
-        if isinstance(entry, Mapping) and entry.get("status") == wanted:
+        if isinstance(entry, _MAPPINGS) and entry.get("status") == wanted:
             return entry.get("first_observed_at")
     return None
 

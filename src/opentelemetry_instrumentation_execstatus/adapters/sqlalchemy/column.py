@@ -7,6 +7,12 @@ process's record of the row stand in. A comparison that cannot decide (``==`` ra
 without a truth value) keeps the change, which the core ignores if its canonical status is the
 one it had. The change is held by the transaction buffer (``transactions``) until its commit;
 the row's "after insert" and "after update" events read who it is at flush.
+
+While nothing records (no SDK, OpenTelemetry disabled, instrumentation suppressed), an
+assignment is not read at all, as a framework call made then is not observed: it costs a
+dictionary lookup and the core's off check. Only an assignment that follows a change this
+transaction holds is kept even then, so that the changes committed together stay whole and in
+order.
 """
 
 from __future__ import annotations
@@ -30,8 +36,12 @@ from opentelemetry_instrumentation_execstatus.adapters.sqlalchemy.rows import (
 )
 from opentelemetry_instrumentation_execstatus.identity import Identity
 from opentelemetry_instrumentation_execstatus.normalize import to_enum
-from opentelemetry_instrumentation_execstatus.safety import guarded
+from opentelemetry_instrumentation_execstatus.safety import report_internal_error
 from opentelemetry_instrumentation_execstatus.semconv import ExecutionLevel, Orchestrator
+
+# Where a listener's own error is reported (once), as ``safety.guarded`` names it.
+_ON_SET = f"{__name__}.StatusColumn._on_set"
+_ON_FLUSHED = f"{__name__}.StatusColumn._on_flushed"
 
 
 class StatusColumn:
@@ -85,39 +95,51 @@ class StatusColumn:
         self.reporter = None
 
     # -- listeners -------------------------------------------------------------------------
+    # Guarded inline rather than by ``safety.guarded``: they run for every assignment and
+    # flush of the column, and the decorator's extra call (its argument packing) costs more
+    # than all the rest of what they do while nothing records.
 
-    @guarded
     def _on_set(self, state: InstanceState, value: Any, old: Any, _initiator: Any) -> None:
-        if value is None or self.reporter is None:
-            return
-        row = transactions.pending(state, self)
-        loaded = old is not NO_VALUE and old is not None
-        if row is not None and row.changes and (not loaded or _follows(old, row.changes[-1].raw)):
-            before = StoredStatus(row.changes[-1].status, row.changes[-1].at)
-        else:
-            # No change of this transaction stands before this one (or they were undone): the
-            # database's value is the one before it.
-            row = transactions.start(state, self)
-            before = self.rows.stored(state, old)
-        if loaded:
-            try:
-                if old == value:
-                    return  # the value it had: no change
-            except Exception:  # == raised, or has no truth value (numpy): kept as a change,
-                pass  # which the core ignores if its canonical status is the one it had
-        status = self.rows.status(value, state.dict)
-        transactions.hold(state, self, row, value, status, before.status, before.since)
+        try:
+            reporter = self.reporter
+            if value is None or reporter is None:
+                return
+            row = transactions.pending(state, self)
+            held = row is not None and row.changes
+            if not held and reporter.is_off():
+                return  # nothing records now: not a change to hold (see the module's docstring)
+            loaded = state.dict
+            replaced = old is not NO_VALUE and old is not None  # a loaded value it replaces
+            if held and (not replaced or _follows(old, row.changes[-1].raw)):
+                before = StoredStatus(row.changes[-1].status, row.changes[-1].at)
+            else:
+                # No change of this transaction stands before this one (or they were undone):
+                # the database's value is the one before it.
+                row = transactions.start(state, self)
+                before = self.rows.stored(state, old, loaded)
+            if replaced:
+                try:
+                    if old == value:
+                        return  # the value it had: no change
+                except Exception:  # == raised, or has no truth value (numpy): kept as a change,
+                    pass  # which the core ignores if its canonical status is the one it had
+            status = self.rows.status(value, loaded)
+            transactions.hold(state, self, row, value, status, before.status, before.since)
+        except Exception:
+            report_internal_error(_ON_SET)
 
-    @guarded
     def _on_flushed(self, _mapper: Any, _connection: Any, state: InstanceState) -> None:
         """A row written by a flush: its identity is known now (and the object alive). An
         object assigned before it joined the session is registered here, so its changes are
         reported with that session's commit."""
-        row = transactions.pending(state, self)
-        if row is None or not row.changes:
-            return
-        row.facts = self.rows.facts(state.dict)
-        transactions.touch(state, self)
+        try:
+            row = transactions.pending(state, self)
+            if row is None or not row.changes:
+                return
+            row.facts = self.rows.facts(state.dict)
+            transactions.touch(state, self)
+        except Exception:
+            report_internal_error(_ON_FLUSHED)
 
     # -- reporting -------------------------------------------------------------------------
 

@@ -74,12 +74,15 @@ class RowReader:
 
     __slots__ = (
         "_changed_at",
+        "_changed_at_key",
         "_id_key",
         "_name_key",
         "_parent_key",
         "_parent_table",
         "_pipeline_key",
         "_primary_key",
+        "_single_key",
+        "_status_key",
         "_statuses",
         "_table",
         "attribute",
@@ -97,11 +100,18 @@ class RowReader:
         statuses: Statuses | None = None,
     ) -> None:
         self.attribute = status
+        self._status_key: str = status.key
         self._id_key = _key_of(id) if id is not None else None
         self._name_key = _key_of(name) if name is not None else None
         self._pipeline_key = _key_of(pipeline) if pipeline is not None else None
         self._parent_key = _key_of(parent) if parent is not None else None
-        self._changed_at = changed_at
+        # Where the previous status's start is read: a function's answer, or a column's value.
+        self._changed_at: Callable[[Mapping[str, Any], Any], Any] | None = None
+        self._changed_at_key: str | None = None
+        if callable(changed_at) and not isinstance(changed_at, QueryableAttribute):
+            self._changed_at = changed_at
+        elif changed_at is not None:
+            self._changed_at_key = _key_of(changed_at)
         self._statuses = statuses
         mapper = inspect(status.class_)
         # The base table names the row even under joined inheritance, where a subclass row
@@ -110,6 +120,8 @@ class RowReader:
         self._primary_key = tuple(
             mapper.get_property_by_column(column).key for column in mapper.primary_key
         )
+        # The one primary key column of most tables (None: a composite key).
+        self._single_key = self._primary_key[0] if len(self._primary_key) == 1 else None
         # The parent's table: the one the parent column's foreign key points to, else this one.
         parent_column = mapper.columns.get(self._parent_key) if self._parent_key else None
         foreign_keys = getattr(parent_column, "foreign_keys", ())
@@ -117,11 +129,15 @@ class RowReader:
 
     def facts(self, loaded: Mapping[str, Any]) -> RowFacts:
         """Who the row is, from its loaded values (read at flush)."""
-        identity = tuple(loaded.get(key) for key in self._primary_key)
+        single = self._single_key
+        if single is not None:
+            identity: tuple[Any, ...] = (loaded.get(single),)
+        else:
+            identity = tuple(loaded.get(key) for key in self._primary_key)
         if self._id_key is not None:
             run_id = loaded.get(self._id_key)
         else:
-            run_id = identity[0] if len(identity) == 1 else "/".join(map(str, identity))
+            run_id = identity[0] if single is not None else "/".join(map(str, identity))
         # A parent value that cannot be a key (a JSON column's list) is no parent: the core
         # keeps the row's execution, without one.
         parent = loaded.get(self._parent_key) if self._parent_key else None
@@ -152,32 +168,38 @@ class RowReader:
                 report_internal_error(f"the status function of {self.attribute}")
         return ExecutionStatus.UNKNOWN
 
-    def stored(self, state: InstanceState, old: Any) -> StoredStatus:
+    def stored(self, state: InstanceState, old: Any, loaded: Mapping[str, Any]) -> StoredStatus:
         """What the database holds before a change that replaces ``old``: the value loaded,
         or the one loaded before an uncommitted change (a session closed without commit
-        leaves its objects modified), and when it began."""
-        stored = state.committed_state.get(self.attribute.key, old)
+        leaves its objects modified), and when it began. ``loaded`` is the row's loaded
+        values (``state.dict``)."""
+        committed = state.committed_state
+        stored = committed.get(self._status_key, old)
         if stored is NO_VALUE or stored is None:
             return NOT_STORED
-        return StoredStatus(self.status(stored, state.dict), self._stored_since(state, stored))
+        return StoredStatus(
+            self.status(stored, loaded), self._stored_since(committed, loaded, stored)
+        )
 
-    def _stored_since(self, state: InstanceState, old: Any) -> clock.Timestamp | None:
+    def _stored_since(
+        self, committed: Mapping[str, Any], loaded: Mapping[str, Any], old: Any
+    ) -> clock.Timestamp | None:
         """When the status being replaced began, as stored in the row (never loaded for it).
         None when the row cannot say, as when a ``changed_at`` function raises (reported once):
         the core then measures from its own record, and the change is kept."""
         changed_at = self._changed_at
-        if changed_at is None:
-            return None
-        if callable(changed_at) and not isinstance(changed_at, QueryableAttribute):
+        if changed_at is not None:
             try:
-                value = changed_at(state.dict, old)
+                value = changed_at(loaded, old)
             except Exception:
                 report_internal_error(f"the changed_at function of {self.attribute}")
                 return None
         else:
-            key = _key_of(changed_at)
+            key = self._changed_at_key
+            if key is None:
+                return None
             # The value as loaded from the database, even if this transaction already set it anew.
-            value = state.committed_state.get(key, state.dict.get(key))
+            value = committed.get(key, loaded.get(key))
         return as_timestamp(value)
 
 
