@@ -21,6 +21,7 @@ _instruments_any: tuple[str, ...] = (
     "orcapod >= 0.1.4, < 0.2",
     "loom-kernel >= 9.0, < 10",
     "sqlalchemy >= 2.0, < 3",
+    "celery >= 5.3, < 6",
     "opentelemetry-api >= 1.33",
 )
 

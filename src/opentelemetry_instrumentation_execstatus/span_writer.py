@@ -116,8 +116,8 @@ class SpanWriter:
         _end_span(span, at_ns)
 
     def release(self, execution: Execution, status: ExecutionStatus, at_ns: int) -> None:
-        """End a database row's span (if this process opened one), the row still in
-        ``status``: no result, as the execution goes on elsewhere."""
+        """End the span of an execution that goes on elsewhere (a database row, a task handed
+        to another process), if this process opened one, still in ``status``: no result."""
         span = execution.span
         if span is None:
             return

@@ -11,6 +11,7 @@ from typing import NamedTuple
 from opentelemetry import metrics, trace
 
 from opentelemetry_instrumentation_execstatus.config import ExecStatusConfig
+from opentelemetry_instrumentation_execstatus.flushing import Flusher
 from opentelemetry_instrumentation_execstatus.instruments import Instruments
 from opentelemetry_instrumentation_execstatus.sinks import Sinks
 from opentelemetry_instrumentation_execstatus.tracker import StatusTracker
@@ -22,13 +23,14 @@ SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
 
 
 class Telemetry(NamedTuple):
-    """The core of one instrumentation: its options, tracker and worker recorder. A named
-    tuple, not a dataclass: it is defined at every instrumented process's start, and a frozen
-    dataclass takes several times as long to define."""
+    """The core of one instrumentation: its options, tracker, worker recorder and what flushes
+    its providers. A named tuple, not a dataclass: it is defined at every instrumented
+    process's start, and a frozen dataclass takes several times as long to define."""
 
     config: ExecStatusConfig
     tracker: StatusTracker
     workers: WorkerRecorder
+    flusher: Flusher
 
     @classmethod
     def create(
@@ -49,6 +51,7 @@ class Telemetry(NamedTuple):
             config=config,
             tracker=StatusTracker(tracer, instruments, config, sinks),
             workers=WorkerRecorder(instruments, sinks, max_workers=config.max_in_flight),
+            flusher=Flusher(tracer_provider, meter_provider),
         )
 
     def close(self) -> None:

@@ -8,13 +8,24 @@ are here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from opentelemetry import context as _context
+from opentelemetry import propagate as _propagate
 from opentelemetry import trace as _trace
 from opentelemetry.context import Context
 
-__all__ = ["Context", "current_context", "current_span_records", "is_no_op_tracer"]
+__all__ = [
+    "Context",
+    "attach",
+    "current_context",
+    "current_span_records",
+    "detach",
+    "extract",
+    "inject",
+    "is_no_op_tracer",
+]
 
 
 def current_context() -> Context:
@@ -30,3 +41,27 @@ def current_span_records() -> bool:
 def is_no_op_tracer(tracer: Any) -> bool:
     """Whether ``tracer`` is the API's no-op tracer (a framework tracing to nowhere)."""
     return isinstance(tracer, _trace.NoOpTracer)
+
+
+def inject(carrier: MutableMapping[str, Any], context: Context | None = None) -> None:
+    """Write ``context`` (None: the current one) into ``carrier`` (a message's headers) with
+    the configured propagator (``OTEL_PROPAGATORS``; W3C trace context and baggage by
+    default), for work another process takes over."""
+    _propagate.inject(carrier, context=context)
+
+
+def extract(carrier: Mapping[str, Any]) -> Context:
+    """The context that ``inject`` wrote into ``carrier``: with no trace in it, the empty
+    context (a root), never the context current where the work is picked up."""
+    return _propagate.extract(carrier, context=Context())
+
+
+def attach(context: Context) -> object:
+    """Make ``context`` current (work the framework runs between two of its hooks, such as a
+    task's body between its start and end signals); returns what ``detach`` takes."""
+    return _context.attach(context)
+
+
+def detach(token: object) -> None:
+    """Restore the context current before ``attach`` returned ``token``."""
+    _context.detach(token)

@@ -59,6 +59,7 @@ from opentelemetry_instrumentation_execstatus.transition_rules import (
     FINAL_STATUSES,
     Change,
     abandoned,
+    handed_off,
     live_change,
     persisted_change,
     starts_anew,
@@ -123,6 +124,32 @@ class StatusTracker:
                 self._abandon(key, execution, evicted=False)
             except Exception:
                 report_internal_error("StatusTracker.end_in_flight")
+
+    def hand_off(self, key: Hashable) -> None:
+        """Execution ``key`` goes on in another process (a retried task's next attempt, run by
+        whichever worker takes its message): end its span here without a result, keeping its
+        status, so that what ran here is exported as it ran, and forget it. No sample and no
+        made-up status: the process that takes it over records the time in this status, from
+        when it began (the adapter carries that with the work). Never raises."""
+        try:
+            execution = self.executions.get(key)
+            if execution is None:
+                return
+            at_ns = now_ns()
+            with execution.lock:
+                if execution.ended:
+                    return
+                execution.ended = True
+                recorded = execution.status
+                # A database row keeps its count too, as at exit: the database still holds it.
+                change = None if execution.persisted else handed_off(recorded, execution.since_ns)
+                if change is not None:
+                    self._apply(execution, change, at_ns, None)
+            self.executions.forget(key, execution, at_ns)
+            if recorded is not None and recorded not in FINAL_STATUSES:
+                self._spans.release(execution, recorded, at_ns)
+        except Exception:
+            report_internal_error("StatusTracker.hand_off")
 
     def close(self) -> None:
         """At ``uninstrument()``: end what is in flight as cancelled, and record nothing more

@@ -151,6 +151,19 @@ def abandoned(
     return live_change(recorded, recorded_since_ns, ExecutionStatus.CANCELLED, at_ns)
 
 
+def handed_off(recorded: ExecutionStatus | None, recorded_since_ns: int | None) -> Change | None:
+    """How an execution that goes on in another process leaves this one; None when it has
+    nothing to leave (no status yet, or a final one).
+
+    It keeps its status and leaves ``execution.active`` here, with no sample and no event: the
+    process that takes it over carries on from that status and measures the time in it from
+    when it began, which travels with the work (a task's message headers).
+    """
+    if recorded is None or recorded in FINAL_STATUSES:
+        return None
+    return (recorded, recorded_since_ns, recorded, None, None, None, None, None)
+
+
 def starts_anew(
     persisted: bool,
     current: ExecutionStatus,

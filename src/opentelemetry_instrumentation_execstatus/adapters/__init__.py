@@ -51,6 +51,7 @@ ADAPTERS: tuple[Listed, ...] = (
     Listed("loom", "loom", "loom", ".loom", "LoomAdapter"),
     Listed("sqlalchemy", "sqlalchemy", "sqlalchemy", ".sqlalchemy", "SQLAlchemyAdapter"),
     Listed("tangle", "tangle", "cloud_pipelines_backend", ".tangle", "TangleAdapter"),
+    Listed("celery", "celery", "celery", ".celery", "CeleryAdapter"),
 )
 
 

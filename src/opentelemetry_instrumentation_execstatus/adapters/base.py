@@ -228,6 +228,16 @@ class Adapter(ABC):
             key, outcome_of(error), identity, timestamp=timestamp, error=reported_error(error)
         )
 
+    def hand_off(self, key: Hashable) -> None:
+        """Execution ``key`` goes on in another process: its span ends here, still in its
+        status, and the process that takes it over carries on (``StatusTracker.hand_off``)."""
+        self._tracker.hand_off(key)
+
+    def flush(self) -> None:
+        """Export now what this process recorded: the framework is about to end it without
+        interpreter shutdown (a recycled pool child). Never raises."""
+        self._telemetry.flusher.flush()
+
     def status_of(self, key: Hashable) -> ExecutionStatus | None:
         """The current status of an execution in flight, or None."""
         return self._tracker.status_of(key)

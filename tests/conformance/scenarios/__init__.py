@@ -69,6 +69,7 @@ SCENARIOS: Mapping[str, str] = {
     "loom": "conformance.scenarios.loom",
     "sqlalchemy": "conformance.scenarios.sqlalchemy",
     "tangle": "conformance.scenarios.tangle",
+    "celery": "conformance.scenarios.celery",
 }
 """Adapter name -> the module of its scenario."""
 

@@ -1,0 +1,365 @@
+"""Celery 5.x: every task attempt as a step execution across the processes it passes through,
+and the worker lifecycle, from ``celery.signals`` (nothing is patched).
+
+What Celery does (read from its source, 5.7, and run with a prefork worker on Redis):
+
+- The caller publishes the task (``before_task_publish``, in its thread). The worker's main
+  process, the consumer, receives the message (``task_received``), holds it until its ETA if it
+  has one, then hands it to a pool process; a forked pool child runs it (``task_prerun``, the
+  body, ``task_success`` / ``task_failure`` / ``task_retry``, ``task_postrun``). In eager mode
+  (``task_always_eager``, ``apply()``) the body runs in the caller's thread with only the
+  child's signals.
+- A message carries no publish time. The publishing process adds one to its headers
+  (``execstatus_published``), with the caller's trace context (the configured propagator); the
+  consumer adds the time it received the message (``execstatus_received``) to the request it
+  hands to the pool (``Request.request_dict``), which the child reads back from
+  ``task.request``. Headers reach ``task.request`` as attributes.
+- A retry publishes a new message with the same id and ``retries`` one higher, from inside
+  the running task and before ``task_retry``.
+
+Each attempt is one execution (key: the task id and its retry number), named by the task, with
+the task id as its run id and ``execution.attempt`` 1 for the first run, 2 for the first
+retry, and so on, as on every orchestrator:
+
+========================  =============  ==========================================
+Celery                    status         where it is reported
+========================  =============  ==========================================
+published                 ``queued``     carried in the headers
+received, ETA ahead       ``waiting``    carried (the consumer's time)
+received                  ``pending``    carried: reserved, waiting for a pool process
+``task_prerun``           ``running``    the pool child
+``task_success``          ``succeeded``  the pool child
+``task_failure``          ``failed``     the pool child, with ``error.type``
+``task_retry``            ``retrying``   the pool child; the attempt's span ends there
+revoked before it ran     ``cancelled``  the consumer
+revoked while running     ``cancelled``  the pool child (``task_postrun`` with no state)
+rejected, unknown task    ``failed``     the consumer
+========================  =============  ==========================================
+
+The process that sees an attempt end writes its span: the pool child reports the carried
+statuses at their times when the task starts, so the span begins at the publish, under the
+caller's context, with an event per status, and each status's time is one sample on
+``execution.status_transition.duration``: the broker queue time (``queued``), the ETA or
+countdown wait (``waiting``), the time reserved in the worker (``pending``), the run time
+(``running``). The next attempt begins ``retrying`` at its message's publish, in the trace of
+the attempt that retried it, so the wait before each retry is the time in ``retrying`` (its
+countdown and its queue); it is received ``retrying`` still, and an ETA it has is that wait.
+Clocks of different machines may disagree: a negative time clamps to 0.
+
+Workers: the worker's start (``worker_ready``) and each pool process's (``worker_process_init``)
+are spawns; ``heartbeat_sent`` is a health check that passed; a warm shutdown is a drain whose
+duration is recorded when the worker has shut down (a cold one is a failed drain). Each pool
+process is a worker of its own in the count, available, busy while it runs a task, offline
+when it shuts down. A pool child exits without interpreter shutdown (recycled by
+``worker_max_tasks_per_child``, or stopped with its worker), so it exports what it recorded at
+``worker_process_shutdown``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Hashable, Mapping, MutableMapping
+from typing import Any, Callable, Final, NamedTuple
+
+from opentelemetry_instrumentation_execstatus import tracing
+from opentelemetry_instrumentation_execstatus.adapters.base import Adapter
+from opentelemetry_instrumentation_execstatus.identity import Identity
+from opentelemetry_instrumentation_execstatus.patching import AnyPatch, OnImport
+from opentelemetry_instrumentation_execstatus.safety import guarded
+from opentelemetry_instrumentation_execstatus.semconv import (
+    ExecutionLevel,
+    ExecutionStatus,
+    Orchestrator,
+    WorkerState,
+)
+
+PUBLISHED: Final = "execstatus_published"
+"""Header: when the message was published (seconds since the epoch)."""
+RECEIVED: Final = "execstatus_received"
+"""Request field: when the consumer received the message (seconds since the epoch)."""
+ETA_AHEAD: Final = "execstatus_eta"
+"""Request field: the message was received before its ETA (it waited for it)."""
+
+_QUEUED, _WAITING, _PENDING = (
+    ExecutionStatus.QUEUED,
+    ExecutionStatus.WAITING,
+    ExecutionStatus.PENDING,
+)
+_RUNNING, _RETRYING = ExecutionStatus.RUNNING, ExecutionStatus.RETRYING
+_CANCELLED, _FAILED = ExecutionStatus.CANCELLED, ExecutionStatus.FAILED
+
+# The signals connected, by name, and the method of the adapter each calls.
+_RECEIVERS: Final = (
+    ("before_task_publish", "_on_publish"),
+    ("task_received", "_on_received"),
+    ("task_prerun", "_on_prerun"),
+    ("task_success", "_on_success"),
+    ("task_failure", "_on_failure"),
+    ("task_retry", "_on_retry"),
+    ("task_postrun", "_on_postrun"),
+    ("task_revoked", "_on_revoked"),
+    ("task_rejected", "_on_rejected"),
+    ("task_unknown", "_on_unknown"),
+    ("worker_ready", "_on_worker_ready"),
+    ("worker_process_init", "_on_process_init"),
+    ("worker_process_shutdown", "_on_process_shutdown"),
+    ("heartbeat_sent", "_on_heartbeat"),
+    ("worker_shutting_down", "_on_shutting_down"),
+    ("worker_shutdown", "_on_shutdown"),
+)
+
+
+class _Attempt(NamedTuple):
+    """A task attempt this process runs: its key, identity and the context made current."""
+
+    key: Hashable
+    identity: Identity
+    token: object | None
+    pooled: bool  # run by a worker's pool (not eagerly): the worker is busy meanwhile
+
+
+class CeleryAdapter(Adapter):
+    """Tasks, their attempts and Celery's workers, from ``celery.signals``."""
+
+    name = "celery"
+    orchestrator = Orchestrator.CELERY
+    top_module = "celery"
+    distribution = "celery"
+    supported = ">= 5.3, < 6"
+
+    def __init__(self, telemetry: Any) -> None:
+        super().__init__(telemetry)
+        self._lock = threading.Lock()
+        # Attempts running in this process, by task id (a pool child runs one at a time;
+        # eager tasks nest in their caller's thread).
+        self._running: dict[str, _Attempt] = {}
+        self._drain_started: float | None = None
+
+    def patches(self) -> list[AnyPatch]:
+        return [OnImport("celery.signals", self._connect)]
+
+    def _connect(self, signals: Any) -> Callable[[], None]:
+        """Connect every receiver (strongly: they are methods of an adapter that lives until
+        ``uninstrument()``); returns what disconnects them."""
+        connected: list[tuple[Any, Callable[..., Any]]] = []
+        for signal_name, method in _RECEIVERS:
+            signal, receiver = getattr(signals, signal_name), getattr(self, method)
+            signal.connect(receiver, weak=False)
+            connected.append((signal, receiver))
+
+        def disconnect() -> None:
+            for signal, receiver in connected:
+                signal.disconnect(receiver)
+
+        return disconnect
+
+    # -- the publishing process -------------------------------------------------------------
+
+    @guarded
+    def _on_publish(self, headers: MutableMapping[str, Any] | None = None, **_: Any) -> None:
+        """Stamp the message with its publish time and the current trace context (a retry,
+        published from inside its task: that attempt's)."""
+        if headers is None or self.is_off():
+            return
+        headers[PUBLISHED] = time.time()
+        tracing.inject(headers)
+
+    # -- the consumer (the worker's main process) --------------------------------------------
+
+    @guarded
+    def _on_received(self, request: Any = None, **_: Any) -> None:
+        """Note on the request handed to the pool when the message was received, and whether
+        it came before its ETA."""
+        if request is None or self.is_off():
+            return
+        fields = request.request_dict
+        fields[RECEIVED] = time.time()
+        if request.eta is not None:
+            fields[ETA_AHEAD] = True
+
+    @guarded
+    def _on_revoked(self, request: Any = None, terminated: bool = False, **_: Any) -> None:
+        """A task revoked (or expired) before it ran ends here; one terminated while running
+        ends in the pool child that ran it."""
+        if request is None or terminated or self.is_off():
+            return
+        fields = request.request_dict
+        key, identity = self._attempt_of(fields, request.name)
+        self._replay(key, identity, fields, tracing.extract(fields))
+        self.report(key, _CANCELLED, identity)
+
+    @guarded
+    def _on_rejected(self, message: Any = None, **_: Any) -> None:
+        self._refused(message, None, "Reject")
+
+    @guarded
+    def _on_unknown(self, message: Any = None, name: Any = None, **_: Any) -> None:
+        self._refused(message, name, "NotRegistered")
+
+    def _refused(self, message: Any, name: Any, error_type: str) -> None:
+        """A message the consumer would not run: an unregistered task, or one rejected."""
+        if message is None or self.is_off():
+            return
+        headers = getattr(message, "headers", None)
+        if not isinstance(headers, Mapping) or "id" not in headers:
+            return
+        key, identity = self._attempt_of(headers, name or headers.get("task"))
+        self._replay(key, identity, headers, tracing.extract(headers))
+        self.report(key, _FAILED, identity, error_type=error_type)
+
+    # -- the pool child (or the caller's thread, eagerly) ------------------------------------
+
+    @guarded
+    def _on_prerun(self, task_id: Any = None, task: Any = None, **_: Any) -> None:
+        if task is None or task_id is None or self.is_off():
+            return
+        request = task.request
+        fields = vars(request)
+        key, identity = self._attempt_of(fields, task.name, task_id)
+        pooled = not getattr(request, "is_eager", False)
+        # Eagerly, the body runs in the caller's thread: under its current context.
+        parent = tracing.extract(fields) if pooled else None
+        if pooled:
+            self._replay(key, identity, fields, parent)
+        self.report(key, _RUNNING, identity, parent_context=parent)
+        context = self.context_of(key)
+        token = None if context is None else tracing.attach(context)
+        with self._lock:
+            self._running[str(task_id)] = _Attempt(key, identity, token, pooled)
+        if pooled:
+            self.workers.set_state(os.getpid(), WorkerState.BUSY)
+
+    @guarded
+    def _on_success(self, sender: Any = None, **_: Any) -> None:
+        attempt = self._current(sender)
+        if attempt is not None:
+            self.report(attempt.key, ExecutionStatus.SUCCEEDED, attempt.identity)
+
+    @guarded
+    def _on_failure(self, task_id: Any = None, exception: Any = None, **_: Any) -> None:
+        attempt = self._running.get(str(task_id))
+        if attempt is not None:
+            self.end(attempt.key, attempt.identity, exception)
+
+    @guarded
+    def _on_retry(self, request: Any = None, **_: Any) -> None:
+        """The attempt retried: its span ends here in ``retrying``; the next attempt starts
+        ``retrying`` at its message's publish, wherever it runs."""
+        task_id = getattr(request, "id", None)
+        attempt = self._running.get(str(task_id))
+        if attempt is not None:
+            self.report(attempt.key, _RETRYING, attempt.identity)
+            self.hand_off(attempt.key)
+
+    @guarded
+    def _on_postrun(self, task_id: Any = None, state: Any = None, **_: Any) -> None:
+        """The attempt's last signal: what its end signal did not end ends here, by its state
+        or by the exception unwinding, and its context leaves."""
+        with self._lock:
+            attempt = self._running.pop(str(task_id), None)
+        if attempt is None:
+            return
+        if attempt.token is not None:
+            tracing.detach(attempt.token)
+        if self.status_of(attempt.key) is not None:
+            # No state: the body raised past Celery's tracer (an eager task that propagates
+            # its exception, an interrupt, a pool child terminated by ``revoke``), which
+            # sends this signal while the exception unwinds.
+            error = sys.exc_info()[1] if state is None else None
+            if error is not None:
+                self.end(attempt.key, attempt.identity, error)
+            else:
+                status = _POSTRUN_STATES.get(state, _CANCELLED)
+                self.report(attempt.key, status, attempt.identity)
+                if status is _RETRYING:
+                    self.hand_off(attempt.key)
+        if attempt.pooled:
+            self.workers.set_state(os.getpid(), WorkerState.AVAILABLE)
+
+    def _current(self, task: Any) -> _Attempt | None:
+        task_id = getattr(getattr(task, "request", None), "id", None)
+        return None if task_id is None else self._running.get(str(task_id))
+
+    # -- the carried statuses ----------------------------------------------------------------
+
+    def _attempt_of(
+        self, fields: Mapping[str, Any], name: Any, task_id: Any = None
+    ) -> tuple[Hashable, Identity]:
+        task_id = fields.get("id") if task_id is None else task_id
+        retries = fields.get("retries") or 0
+        # Attempts count from 1, as on every orchestrator: the first run, then each retry.
+        attempt = retries + 1 if isinstance(retries, int) else None
+        identity = self.identity(ExecutionLevel.STEP, name=name, run_id=task_id, attempt=attempt)
+        return self.key(str(task_id), retries), identity
+
+    def _replay(
+        self, key: Hashable, identity: Identity, fields: Mapping[str, Any], parent: Any
+    ) -> None:
+        """Report, at their own times, the statuses the attempt went through before this
+        process: published (``queued``, a retry ``retrying``), then received (``waiting`` for
+        an ETA ahead, else ``pending``; a retry held for its ETA is still waiting to be
+        retried)."""
+        retried = bool(fields.get("retries"))
+        published = fields.get(PUBLISHED)
+        if published is not None:
+            first = _RETRYING if retried else _QUEUED
+            self.report(key, first, identity, timestamp=published, parent_context=parent)
+        received = fields.get(RECEIVED)
+        if received is None:
+            return
+        if not fields.get(ETA_AHEAD):
+            self.report(key, _PENDING, identity, timestamp=received, parent_context=parent)
+        elif not retried:
+            self.report(key, _WAITING, identity, timestamp=received, parent_context=parent)
+
+    # -- workers ------------------------------------------------------------------------------
+
+    @guarded
+    def _on_worker_ready(self, **_: Any) -> None:
+        self.workers.spawn(True)
+
+    @guarded
+    def _on_process_init(self, **_: Any) -> None:
+        self.workers.spawn(True)
+        self.workers.set_state(os.getpid(), WorkerState.AVAILABLE)
+
+    @guarded
+    def _on_process_shutdown(self, **_: Any) -> None:
+        """A pool child about to exit, without interpreter shutdown: export what it has."""
+        self.workers.set_state(os.getpid(), WorkerState.OFFLINE)
+        self.flush()
+
+    @guarded
+    def _on_heartbeat(self, **_: Any) -> None:
+        self.workers.health_check(True)
+
+    @guarded
+    def _on_shutting_down(self, how: Any = None, **_: Any) -> None:
+        """A warm shutdown waits for the running tasks: a drain, timed until the worker has
+        shut down. A cold one (or a second signal during a warm one) abandons them."""
+        if how == "Warm":
+            self._drain_started = time.monotonic()
+            return
+        self._drain_started = None
+        self.workers.drain(False)
+
+    @guarded
+    def _on_shutdown(self, **_: Any) -> None:
+        started, self._drain_started = self._drain_started, None
+        if started is not None:
+            self.workers.drain(True, time.monotonic() - started)
+
+
+# A task's state at ``task_postrun`` (Celery's ``states``), for an attempt whose end signal
+# did not end it; anything else (None: terminated while running) is cancelled.
+_POSTRUN_STATES: Final[Mapping[Any, ExecutionStatus]] = {
+    "SUCCESS": ExecutionStatus.SUCCEEDED,
+    "FAILURE": ExecutionStatus.FAILED,
+    "RETRY": ExecutionStatus.RETRYING,
+    "REVOKED": ExecutionStatus.CANCELLED,
+    "IGNORED": ExecutionStatus.SKIPPED,  # raised Ignore: replaced, or its state left alone
+    "REJECTED": ExecutionStatus.FAILED,
+}
