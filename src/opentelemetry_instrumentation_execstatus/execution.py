@@ -39,6 +39,7 @@ class Execution:
         "correlation_id",
         "emit_span",
         "ended",
+        "host_span",
         "level",
         "lock",
         "metric_pipeline",
@@ -83,6 +84,9 @@ class Execution:
         self.status: ExecutionStatus | None = None  # None until its first status is applied
         self.since_ns: int | None = None  # None also for a persisted row whose start is unknown
         self.span: Span | None = None
+        # With ``emit_span=False``: the span of the work's own tracer (the framework's, or
+        # another instrumentation's) current at its first status, which gets the status events.
+        self.host_span: Span | None = None
         self.context: Context | None = None  # the span's context, for children and exemplars
         # Its labels on metrics, once admitted (``MetricWriter.admit``): its execution.active
         # key by status, and the names on its samples.

@@ -74,6 +74,22 @@ class SpanWriter:
         execution.context = trace.set_span_in_context(span, parent_context)
         self.status_change(span, None, first, at_ns)
 
+    def adopt(
+        self, parent_context: Context | None, first: ExecutionStatus, at_ns: int
+    ) -> Span | None:
+        """The span another tracer made for the work (current in ``parent_context``, None:
+        the current context), if it records: it gets the status events, starting with
+        ``first`` at ``at_ns``, and is never ended here."""
+        try:
+            span = trace.get_current_span(parent_context)
+            if not span.is_recording():
+                return None
+        except Exception:
+            report_internal_error("finding the span of work traced by another")
+            return None
+        self.status_change(span, None, first, at_ns)
+        return span
+
     def status_change(
         self,
         span: Span,

@@ -8,6 +8,7 @@ are here.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "detach",
     "extract",
     "inject",
+    "is_instrumented_by",
     "is_no_op_tracer",
 ]
 
@@ -65,3 +67,12 @@ def attach(context: Context) -> object:
 def detach(token: object) -> None:
     """Restore the context current before ``attach`` returned ``token``."""
     _context.detach(token)
+
+
+def is_instrumented_by(module_name: str, instrumentor: str) -> bool:
+    """Whether another OpenTelemetry instrumentation, the ``BaseInstrumentor`` subclass
+    ``instrumentor`` of ``module_name``, is on now (it makes the spans of the same work). Read
+    without importing it: an instrumentation not imported is not on."""
+    module = sys.modules.get(module_name)
+    instance = getattr(getattr(module, instrumentor, None), "_instance", None)
+    return bool(getattr(instance, "is_instrumented_by_opentelemetry", False))

@@ -180,10 +180,12 @@ class StatusTracker:
         ``identity`` (name, pipeline, run id, attempt, parent...), ``parent_context``,
         ``emit_span`` and ``persisted`` are read on the first observed status only.
         ``status`` is a canonical status or its string; anything else is ``unknown``.
-        ``emit_span=False`` keeps the metrics but starts no span (for work the orchestrator
-        already traces itself); the histogram is then recorded in the current context, so its
-        exemplars still lead to the orchestrator's span. ``timestamp`` is the orchestrator's own
-        time of the change, when it has one (unreadable or outside the sane range: now).
+        ``emit_span=False`` keeps the metrics but starts no span (for work the orchestrator,
+        or another instrumentation, already traces itself): the status events go to the span
+        current at the first status (``parent_context``'s, else the current one) if it records,
+        and the histogram is recorded in the current context, so its exemplars lead to it.
+        ``timestamp`` is the orchestrator's own time of the change, when it has one
+        (unreadable or outside the sane range: now).
         ``previous_status`` and ``previous_since`` are, for a persisted execution, what its
         database says it was in before this change and since when (either may be None).
         On a failed final status, ``error`` (the exception) gives ``error.type`` and the
@@ -381,13 +383,16 @@ class StatusTracker:
         if first is not None and execution.span is None:
             if execution.wants_span:
                 self._spans.open(execution, first, first_at_ns, parent_context)
-            elif execution.emit_span and not execution.persisted:
+            elif not execution.emit_span:  # traced by another: its span gets the events
+                execution.host_span = self._spans.adopt(parent_context, first, first_at_ns)
+            elif not execution.persisted:
                 execution.context = parent_context  # an item without a span: its stage's
         if left is not None:
             if left_since_ns is not None:
                 self._metrics.record_transition(execution, left, status, at_ns - left_since_ns)
-            if execution.span is not None:
-                self._spans.status_change(execution.span, left, status, at_ns)
+            span = execution.span or execution.host_span
+            if span is not None:
+                self._spans.status_change(span, left, status, at_ns)
 
     def _abandon(self, key: Hashable, execution: Execution, *, evicted: bool) -> None:
         """End an execution this process will not see end: pushed out by the in-flight cap

@@ -21,6 +21,8 @@ PROVIDERS: dict[str, trace.TracerProvider] = {}  # what a task may trace to, by 
 
 def _app(**conf: object) -> Celery:
     app = Celery("in_process", broker="memory://", backend="cache+memory://", set_as_current=False)
+    # The in-memory transport polls its queues: briefly, so that a test worker stops at once.
+    app.conf.broker_transport_options = {"polling_interval": 0.05}
     app.conf.update(conf)
 
     @app.task(shared=False, name="in_process.add")
@@ -154,3 +156,56 @@ def test_results_exceptions_and_retries_are_the_hosts_own(instrument):
         outcome.append(app.tasks["in_process.flaky"].apply(args=(0,)).get())
         seen.append(outcome)
     assert seen[0] == seen[1]
+
+
+@pytest.fixture
+def contrib(otel) -> Iterator[None]:
+    """opentelemetry-instrumentation-celery on, with the same in-memory SDK."""
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+    instrumentor = CeleryInstrumentor()
+    instrumentor.instrument(tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    yield
+    instrumentor.uninstrument()
+
+
+@pytest.mark.parametrize("contrib_first", [True, False], ids=["contrib first", "ours first"])
+def test_next_to_the_contrib_instrumentation_no_task_gets_two_spans(
+    otel, instrument, request, contrib_first
+):
+    """Its spans, our metrics and status events in its ``run/<task>`` span, whichever
+    instrumentation connected to Celery's signals first."""
+    if contrib_first:
+        request.getfixturevalue("contrib")
+        instrument()
+    else:
+        instrument()
+        request.getfixturevalue("contrib")
+    app = _app()
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=TIMEOUT):
+        assert app.tasks["in_process.add"].delay(2, 3).get(timeout=TIMEOUT) == 5
+        assert app.tasks["in_process.flaky"].delay(0.1).get(timeout=TIMEOUT) == "done"
+        _wait_for_spans(otel, 6)  # 3 publishes (one a retry) and 3 runs
+    names = sorted(span.name for span in otel.spans())
+    assert names == [
+        "apply_async/in_process.add",
+        "apply_async/in_process.flaky",
+        "apply_async/in_process.flaky",
+        "run/in_process.add",
+        "run/in_process.flaky",
+        "run/in_process.flaky",
+    ]
+    run_add = otel.span("run/in_process.add")
+    assert _statuses(run_add) == ["queued", "pending", "running", "succeeded"]
+    first, second = sorted(
+        (span for span in otel.spans() if span.name == "run/in_process.flaky"),
+        key=lambda span: span.start_time,
+    )
+    assert _statuses(first) == ["queued", "pending", "running", "retrying"]
+    assert _statuses(second) == ["retrying", "running", "succeeded"]
+    assert otel.transition_counts(cicd_pipeline_task_name="in_process.add") == {
+        ("queued", "pending"): 1,
+        ("pending", "running"): 1,
+        ("running", "succeeded"): 1,
+    }
+    assert telemetry.current().tracker.in_flight_count() == 0

@@ -320,6 +320,36 @@ def test_work_the_orchestrator_traces_itself_gets_metrics_but_no_span(instrument
     assert tracker.in_flight_count() == 0
 
 
+def test_work_traced_by_another_gets_the_status_events_in_its_span(instrument):
+    """emit_span=False: the other tracer's span, current at the first status, gets an event
+    per status change, and is left for its tracer to end."""
+    otel = instrument()
+    tracker = telemetry.current().tracker
+    step = Identity("celery", "step", name="task")
+    tracer = otel.tracer_provider.get_tracer("another instrumentation")
+    with tracer.start_as_current_span("run/task") as their_span:
+        for status in ("queued", "running", "succeeded"):
+            tracker.transition("k", status, step, emit_span=False)
+        assert their_span.is_recording()  # not ended by us
+    (span,) = otel.spans()
+    assert span.name == "run/task"
+    assert [dict(e.attributes) for e in span.events] == [
+        {"execution.status.to": "queued"},
+        {"execution.status.from": "queued", "execution.status.to": "running"},
+        {"execution.status.from": "running", "execution.status.to": "succeeded"},
+    ]
+    assert "execution.status" not in span.attributes
+
+
+def test_work_traced_by_a_span_that_does_not_record_gets_no_events(instrument):
+    otel = instrument()
+    tracker = telemetry.current().tracker
+    for status in ("running", "succeeded"):  # no span current: nothing to add events to
+        tracker.transition("k", status, Identity("celery", "step", name="t"), emit_span=False)
+    assert otel.spans() == []
+    assert otel.transition_counts() == {("running", "succeeded"): 1}
+
+
 def test_uninstrument_ends_what_is_in_flight_as_cancelled(otel):
     instrumentor = ExecStatusInstrumentor()
     instrumentor.instrument(

@@ -82,6 +82,8 @@ RECEIVED: Final = "execstatus_received"
 """Request field: when the consumer received the message (seconds since the epoch)."""
 ETA_AHEAD: Final = "execstatus_eta"
 """Request field: the message was received before its ETA (it waited for it)."""
+CONTRIB_MODULE, CONTRIB_INSTRUMENTOR = "opentelemetry.instrumentation.celery", "CeleryInstrumentor"
+"""opentelemetry-instrumentation-celery: when it is on, it makes the tasks' spans."""
 
 _QUEUED, _WAITING, _PENDING = (
     ExecutionStatus.QUEUED,
@@ -119,6 +121,16 @@ class _Attempt(NamedTuple):
     identity: Identity
     token: object | None
     pooled: bool  # run by a worker's pool (not eagerly): the worker is busy meanwhile
+    # Next to opentelemetry-instrumentation-celery, until the attempt's end: when it started,
+    # and what its message carried (reported then, inside that instrumentation's span).
+    started: float | None
+    carried: Mapping[str, Any] | None
+
+
+def _carried(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """What a message carries of an attempt's past: its retry number, publish and receive
+    times, and whether it came before its ETA."""
+    return {name: fields.get(name) for name in ("retries", PUBLISHED, RECEIVED, ETA_AHEAD)}
 
 
 class CeleryAdapter(Adapter):
@@ -161,11 +173,13 @@ class CeleryAdapter(Adapter):
     @guarded
     def _on_publish(self, headers: MutableMapping[str, Any] | None = None, **_: Any) -> None:
         """Stamp the message with its publish time and the current trace context (a retry,
-        published from inside its task: that attempt's)."""
+        published from inside its task: that attempt's), unless
+        opentelemetry-instrumentation-celery propagates it (its producer span's)."""
         if headers is None or self.is_off():
             return
         headers[PUBLISHED] = time.time()
-        tracing.inject(headers)
+        if not tracing.is_instrumented_by(CONTRIB_MODULE, CONTRIB_INSTRUMENTOR):
+            tracing.inject(headers)
 
     # -- the consumer (the worker's main process) --------------------------------------------
 
@@ -188,7 +202,7 @@ class CeleryAdapter(Adapter):
             return
         fields = request.request_dict
         key, identity = self._attempt_of(fields, request.name)
-        self._replay(key, identity, fields, tracing.extract(fields))
+        self._replay(key, identity, _carried(fields), parent_context=tracing.extract(fields))
         self.report(key, _CANCELLED, identity)
 
     @guarded
@@ -207,7 +221,7 @@ class CeleryAdapter(Adapter):
         if not isinstance(headers, Mapping) or "id" not in headers:
             return
         key, identity = self._attempt_of(headers, name or headers.get("task"))
-        self._replay(key, identity, headers, tracing.extract(headers))
+        self._replay(key, identity, _carried(headers), parent_context=tracing.extract(headers))
         self.report(key, _FAILED, identity, error_type=error_type)
 
     # -- the pool child (or the caller's thread, eagerly) ------------------------------------
@@ -220,27 +234,34 @@ class CeleryAdapter(Adapter):
         fields = vars(request)
         key, identity = self._attempt_of(fields, task.name, task_id)
         pooled = not getattr(request, "is_eager", False)
-        # Eagerly, the body runs in the caller's thread: under its current context.
-        parent = tracing.extract(fields) if pooled else None
-        if pooled:
-            self._replay(key, identity, fields, parent)
-        self.report(key, _RUNNING, identity, parent_context=parent)
-        context = self.context_of(key)
-        token = None if context is None else tracing.attach(context)
+        carried = _carried(fields) if pooled else {}
+        if tracing.is_instrumented_by(CONTRIB_MODULE, CONTRIB_INSTRUMENTOR):
+            # Its prerun receiver may come after this one: its span is not current yet. What
+            # this attempt reports waits for the end, inside that span (``_caught_up``).
+            attempt = _Attempt(key, identity, None, pooled, time.time(), carried)
+        else:
+            # Eagerly, the body runs in the caller's thread: under its current context.
+            parent = tracing.extract(fields) if pooled else None
+            self._replay(key, identity, carried, parent_context=parent)
+            self.report(key, _RUNNING, identity, parent_context=parent)
+            context = self.context_of(key)
+            token = None if context is None else tracing.attach(context)
+            attempt = _Attempt(key, identity, token, pooled, None, None)
         with self._lock:
-            self._running[str(task_id)] = _Attempt(key, identity, token, pooled)
+            self._running[str(task_id)] = attempt
         if pooled:
             self.workers.set_state(os.getpid(), WorkerState.BUSY)
 
     @guarded
     def _on_success(self, sender: Any = None, **_: Any) -> None:
-        attempt = self._current(sender)
+        task_id = getattr(getattr(sender, "request", None), "id", None)
+        attempt = self._caught_up(task_id)
         if attempt is not None:
             self.report(attempt.key, ExecutionStatus.SUCCEEDED, attempt.identity)
 
     @guarded
     def _on_failure(self, task_id: Any = None, exception: Any = None, **_: Any) -> None:
-        attempt = self._running.get(str(task_id))
+        attempt = self._caught_up(task_id)
         if attempt is not None:
             self.end(attempt.key, attempt.identity, exception)
 
@@ -248,8 +269,7 @@ class CeleryAdapter(Adapter):
     def _on_retry(self, request: Any = None, **_: Any) -> None:
         """The attempt retried: its span ends here in ``retrying``; the next attempt starts
         ``retrying`` at its message's publish, wherever it runs."""
-        task_id = getattr(request, "id", None)
-        attempt = self._running.get(str(task_id))
+        attempt = self._caught_up(getattr(request, "id", None))
         if attempt is not None:
             self.report(attempt.key, _RETRYING, attempt.identity)
             self.hand_off(attempt.key)
@@ -258,8 +278,9 @@ class CeleryAdapter(Adapter):
     def _on_postrun(self, task_id: Any = None, state: Any = None, **_: Any) -> None:
         """The attempt's last signal: what its end signal did not end ends here, by its state
         or by the exception unwinding, and its context leaves."""
+        attempt = self._caught_up(task_id)
         with self._lock:
-            attempt = self._running.pop(str(task_id), None)
+            self._running.pop(str(task_id), None)
         if attempt is None:
             return
         if attempt.token is not None:
@@ -279,11 +300,23 @@ class CeleryAdapter(Adapter):
         if attempt.pooled:
             self.workers.set_state(os.getpid(), WorkerState.AVAILABLE)
 
-    def _current(self, task: Any) -> _Attempt | None:
-        task_id = getattr(getattr(task, "request", None), "id", None)
-        return None if task_id is None else self._running.get(str(task_id))
-
-    # -- the carried statuses ----------------------------------------------------------------
+    def _caught_up(self, task_id: Any) -> _Attempt | None:
+        """The attempt running as ``task_id``, with everything before its end reported. Next
+        to opentelemetry-instrumentation-celery, that is done now, inside its ``run/<task>``
+        span: the statuses carried and ``running``, at their times, as its span's events."""
+        if task_id is None:
+            return None
+        attempt = self._running.get(str(task_id))
+        if attempt is None or attempt.started is None:
+            return attempt
+        key, identity = attempt.key, attempt.identity
+        self._replay(key, identity, attempt.carried or {}, emit_span=False)
+        self.report(key, _RUNNING, identity, timestamp=attempt.started, emit_span=False)
+        caught_up = attempt._replace(started=None, carried=None)
+        with self._lock:
+            if str(task_id) in self._running:
+                self._running[str(task_id)] = caught_up
+        return caught_up
 
     def _attempt_of(
         self, fields: Mapping[str, Any], name: Any, task_id: Any = None
@@ -296,24 +329,24 @@ class CeleryAdapter(Adapter):
         return self.key(str(task_id), retries), identity
 
     def _replay(
-        self, key: Hashable, identity: Identity, fields: Mapping[str, Any], parent: Any
+        self, key: Hashable, identity: Identity, carried: Mapping[str, Any], **tracking: Any
     ) -> None:
         """Report, at their own times, the statuses the attempt went through before this
         process: published (``queued``, a retry ``retrying``), then received (``waiting`` for
         an ETA ahead, else ``pending``; a retry held for its ETA is still waiting to be
         retried)."""
-        retried = bool(fields.get("retries"))
-        published = fields.get(PUBLISHED)
+        retried = bool(carried.get("retries"))
+        published = carried.get(PUBLISHED)
         if published is not None:
             first = _RETRYING if retried else _QUEUED
-            self.report(key, first, identity, timestamp=published, parent_context=parent)
-        received = fields.get(RECEIVED)
+            self.report(key, first, identity, timestamp=published, **tracking)
+        received = carried.get(RECEIVED)
         if received is None:
             return
-        if not fields.get(ETA_AHEAD):
-            self.report(key, _PENDING, identity, timestamp=received, parent_context=parent)
+        if not carried.get(ETA_AHEAD):
+            self.report(key, _PENDING, identity, timestamp=received, **tracking)
         elif not retried:
-            self.report(key, _WAITING, identity, timestamp=received, parent_context=parent)
+            self.report(key, _WAITING, identity, timestamp=received, **tracking)
 
     # -- workers ------------------------------------------------------------------------------
 
