@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SUITES = ("core", "routilux", "orcapod", "loom", "sqlalchemy")
+SUITES = ("core", "routilux", "orcapod", "loom", "sqlalchemy", "celery")
 ADDED = ", added"  # the unit of a row comparing what two cases add over a shared baseline
 START = "process start"  # the unit of a row timing whole interpreters: its goal is ms added
 

@@ -21,6 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader
 from opentelemetry.sdk.resources import Resource
@@ -61,6 +62,12 @@ def _run_sqlalchemy(runs: int) -> None:
     sqlalchemy_jobs.run(runs=runs)
 
 
+def _run_celery(runs: int) -> None:
+    import celery_demo
+
+    celery_demo.run(runs)
+
+
 def _run_control_plane(runs: int) -> None:
     import control_plane
 
@@ -74,6 +81,7 @@ PIPELINES: dict[str, Callable[[int], None]] = {
     "orcapod": _run_orcapod,
     "loom": _run_loom,
     "sqlalchemy": _run_sqlalchemy,
+    "celery": _run_celery,
 }
 
 
@@ -101,6 +109,8 @@ def main() -> None:
         readers.append(_add_otlp(tracer_provider))
     meter_provider = MeterProvider(metric_readers=readers, resource=resource)
 
+    # Global too: the examples' own spans (the Celery client's) are then the demo's.
+    trace.set_tracer_provider(tracer_provider)
     ExecStatusInstrumentor().instrument(
         tracer_provider=tracer_provider, meter_provider=meter_provider
     )

@@ -11,7 +11,7 @@ from typing import NamedTuple
 from opentelemetry import metrics, trace
 
 from opentelemetry_instrumentation_execstatus.config import ExecStatusConfig
-from opentelemetry_instrumentation_execstatus.flushing import Flusher
+from opentelemetry_instrumentation_execstatus.exporters import Exporters
 from opentelemetry_instrumentation_execstatus.instruments import Instruments
 from opentelemetry_instrumentation_execstatus.sinks import Sinks
 from opentelemetry_instrumentation_execstatus.tracker import StatusTracker
@@ -23,14 +23,15 @@ SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
 
 
 class Telemetry(NamedTuple):
-    """The core of one instrumentation: its options, tracker, worker recorder and what flushes
-    its providers. A named tuple, not a dataclass: it is defined at every instrumented
-    process's start, and a frozen dataclass takes several times as long to define."""
+    """The core of one instrumentation: its options, tracker, worker recorder and its
+    providers' exporters (flushed on request, reconnected in a forked child). A named tuple,
+    not a dataclass: it is defined at every instrumented process's start, and a frozen
+    dataclass takes several times as long to define."""
 
     config: ExecStatusConfig
     tracker: StatusTracker
     workers: WorkerRecorder
-    flusher: Flusher
+    exporters: Exporters
 
     @classmethod
     def create(
@@ -51,7 +52,7 @@ class Telemetry(NamedTuple):
             config=config,
             tracker=StatusTracker(tracer, instruments, config, sinks),
             workers=WorkerRecorder(instruments, sinks, max_workers=config.max_in_flight),
-            flusher=Flusher(tracer_provider, meter_provider),
+            exporters=Exporters(tracer_provider, meter_provider),
         )
 
     def close(self) -> None:

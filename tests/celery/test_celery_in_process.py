@@ -129,7 +129,7 @@ def test_a_retry_is_a_second_attempt_whose_wait_is_the_time_retrying(worker_app)
         for point in otel.points("execution.status_transition.duration")
         if point.attributes["execution.status.from"] == "retrying"
     ]
-    assert wait.sum >= 0.2  # the countdown, at least
+    assert wait.sum >= 0.15  # about the countdown (its ETA is set just before the publish)
 
 
 def test_an_eager_task_runs_in_the_callers_trace(instrument):
@@ -164,7 +164,9 @@ def contrib(otel) -> Iterator[None]:
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
     instrumentor = CeleryInstrumentor()
-    instrumentor.instrument(tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    instrumentor.instrument(
+        tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider
+    )
     yield
     instrumentor.uninstrument()
 

@@ -74,4 +74,4 @@ def test_the_report_prints_the_table_and_says_what_was_not_run(tmp_path):
         "| 50.0 µs | 40.0 µs | +10.0 µs |" in report
     )
     assert "- core: memory: in flight 0" in report
-    assert "Not run: routilux, orcapod, loom, sqlalchemy." in report
+    assert "Not run: routilux, orcapod, loom, sqlalchemy, celery." in report

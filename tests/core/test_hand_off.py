@@ -101,7 +101,7 @@ def test_flush_exports_what_a_batch_processor_holds():
     live.tracker.transition("t", "running", STEP)
     live.tracker.transition("t", "succeeded", STEP)
     assert exporter.get_finished_spans() == ()
-    live.flusher.flush()
+    live.exporters.flush()
     assert [span.name for span in exporter.get_finished_spans()] == ["task"]
     provider.shutdown()
 
@@ -114,5 +114,5 @@ class _FailingFlush(TracerProvider):
 def test_a_flush_that_raises_is_logged_not_raised(caplog, monkeypatch):
     monkeypatch.setattr(safety, "_reported", set())  # logged once per process otherwise
     live = Telemetry.create(ExecStatusConfig(), tracer_provider=_FailingFlush())
-    live.flusher.flush()
+    live.exporters.flush()
     assert "flushing the telemetry" in caplog.text

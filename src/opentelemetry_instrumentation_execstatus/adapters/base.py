@@ -236,7 +236,7 @@ class Adapter(ABC):
     def flush(self) -> None:
         """Export now what this process recorded: the framework is about to end it without
         interpreter shutdown (a recycled pool child). Never raises."""
-        self._telemetry.flusher.flush()
+        self._telemetry.exporters.flush()
 
     def status_of(self, key: Hashable) -> ExecutionStatus | None:
         """The current status of an execution in flight, or None."""

@@ -200,8 +200,13 @@ class CeleryAdapter(Adapter):
         ends in the pool child that ran it."""
         if request is None or terminated or self.is_off():
             return
-        fields = request.request_dict
-        key, identity = self._attempt_of(fields, request.name)
+        # The consumer's request, or (revoked when its ETA came) the task's request context,
+        # whose fields are its attributes.
+        fields = getattr(request, "request_dict", None)
+        if not isinstance(fields, Mapping):
+            fields = vars(request)
+        name = getattr(request, "name", None) or fields.get("task")
+        key, identity = self._attempt_of(fields, name)
         self._replay(key, identity, _carried(fields), parent_context=tracing.extract(fields))
         self.report(key, _CANCELLED, identity)
 

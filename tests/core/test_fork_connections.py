@@ -1,0 +1,153 @@
+"""A forked child of an instrumented process opens its own connection to the OTLP endpoint:
+the real OTLP/HTTP exporters against the test receiver, which keeps connections alive as a
+collector does. Without it the child writes on its parent's pooled socket, and their requests
+interleave (opentelemetry-python#4994)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from otlp_receiver import OtlpReceiver, PidStampingSession
+
+from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor
+
+# Forking with the receiver's threads running is the point: the child touches none of them.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded:DeprecationWarning"
+)
+SPANS = 40
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def span_session() -> PidStampingSession:
+    """The span exporter's session: each request says the pid of the process sending it."""
+    return PidStampingSession()
+
+
+@pytest.fixture
+def providers(
+    receiver: OtlpReceiver, span_session: PidStampingSession
+) -> Iterator[tuple[TracerProvider, MeterProvider]]:
+    """Providers exporting over OTLP/HTTP to the receiver; the instrumentation on, recording
+    to them."""
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(
+        SimpleSpanProcessor(
+            OTLPSpanExporter(
+                endpoint=f"{receiver.endpoint}/v1/traces", session=span_session, timeout=5
+            )
+        )
+    )
+    reader = PeriodicExportingMetricReader(
+        OTLPMetricExporter(
+            endpoint=f"{receiver.endpoint}/v1/metrics", session=PidStampingSession(), timeout=5
+        ),
+        export_interval_millis=600_000,
+    )
+    meter_provider = MeterProvider(metric_readers=[reader])
+    instrumentor = ExecStatusInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    yield tracer_provider, meter_provider
+    instrumentor.uninstrument()
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
+
+
+def _spans(provider: TracerProvider, names: list[str]) -> None:
+    tracer = provider.get_tracer("fork test")
+    for name in names:
+        with tracer.start_as_current_span(name):
+            pass
+
+
+def test_a_forked_child_exports_over_a_connection_of_its_own(
+    receiver: OtlpReceiver, providers: tuple[TracerProvider, MeterProvider]
+) -> None:
+    tracer_provider, meter_provider = providers
+    _spans(tracer_provider, ["parent before"])  # opens the connection a child would inherit
+    meter_provider.force_flush()
+    child = multiprocessing.get_context("fork").Process(
+        target=_spans, args=(tracer_provider, ["child"])
+    )
+    child.start()
+    child.join(timeout=30)
+    _spans(tracer_provider, ["parent after"])
+
+    assert child.exitcode == 0
+    connection = {request.pid: set() for request in receiver.requests()}
+    for request in receiver.requests():
+        connection[request.pid].add(request.client)
+    assert set(connection) == {os.getpid(), child.pid}
+    assert not connection[os.getpid()] & connection[child.pid], "a connection shared"
+    assert [span.name for span in receiver.spans()] == ["parent before", "child", "parent after"]
+
+
+def test_parent_and_child_exporting_at_once_lose_nothing(
+    receiver: OtlpReceiver, providers: tuple[TracerProvider, MeterProvider]
+) -> None:
+    tracer_provider, _ = providers
+    _spans(tracer_provider, ["opening"])
+    names = [f"span {index}" for index in range(SPANS)]
+    child = multiprocessing.get_context("fork").Process(
+        target=_spans, args=(tracer_provider, names)
+    )
+    child.start()
+    _spans(tracer_provider, names)
+    child.join(timeout=60)
+
+    assert child.exitcode == 0
+    assert receiver.errors() == []
+    by_pid: dict[int | None, int] = {}
+    for span in receiver.spans():
+        if span.name.startswith("span "):
+            by_pid[span.pid] = by_pid.get(span.pid, 0) + 1
+    assert by_pid == {os.getpid(): SPANS, child.pid: SPANS}
+
+
+def test_a_pool_lock_held_by_a_parent_thread_at_fork_does_not_hang_the_child(
+    receiver: OtlpReceiver,
+    providers: tuple[TracerProvider, MeterProvider],
+    span_session: PidStampingSession,
+) -> None:
+    """A thread of the parent inside the session's connection pools at the fork (an export
+    under way) holds their lock in the child forever: the child must not need it."""
+    tracer_provider, _ = providers
+    _spans(tracer_provider, ["parent before"])
+    pools = span_session.adapters["http://"].poolmanager.pools
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_pools_lock() -> None:
+        with pools.lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_the_pools_lock)
+    holder.start()
+    held.wait(5)
+    try:
+        child = multiprocessing.get_context("fork").Process(
+            target=_spans, args=(tracer_provider, ["child"])
+        )
+        child.start()
+        child.join(timeout=20)
+    finally:
+        release.set()
+        holder.join()
+    assert child.exitcode == 0, "the child hung on a lock its parent held"
+    assert [span.name for span in receiver.spans()] == ["parent before", "child"]
