@@ -55,6 +55,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from typing import Any, Callable, NamedTuple
 
 from celery import Celery, signals
@@ -64,6 +65,7 @@ from harness import (
     INSTRUMENTOR,
     Case,
     EqualFloor,
+    NoOpHooks,
     Results,
     Row,
     Samples,
@@ -86,7 +88,6 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from sdk_calls import ATTRIBUTE, CallLog, RecordingProviders
 
 from opentelemetry_instrumentation_execstatus.adapters.celery import _RECEIVERS
 
@@ -252,71 +253,39 @@ def _worker() -> Iterator[None]:
 # -- the pass-through ---------------------------------------------------------------------------
 
 
-def _ignore(*_arguments: Any, **_keywords: Any) -> None:
-    return None
-
-
-class NoOpReceivers:
+class NoOpReceivers(NoOpHooks):
     """A no-op receiver on each signal the adapter connects to, connected as it connects its
-    own (strongly): the same receiver calls per task, doing nothing. ``setup`` and
-    ``teardown`` are a case's."""
+    own (strongly)."""
 
-    def __init__(self) -> None:
-        self._connected: list[tuple[Any, Callable[..., Any]]] = []
-        self._calls = 0
-
-    def setup(self, receiver: Callable[..., Any] = _ignore) -> None:
+    def register(self, hook: Callable[..., Any]) -> list[Callable[[], None]]:
+        undo = []
         for name, _method in _RECEIVERS:
             signal = getattr(signals, name)
-            signal.connect(receiver, weak=False)
-            self._connected.append((signal, receiver))
+            signal.connect(hook, weak=False)
+            undo.append(partial(signal.disconnect, hook))
+        return undo
 
-    def teardown(self) -> None:
-        for signal, receiver in self._connected:
-            signal.disconnect(receiver)
-        self._connected.clear()
-
-    def calls_per_unit(self, run: Callable[[int], object], units: int) -> float:
-        """How many receiver calls one iteration of ``run`` makes, per unit."""
-        self.setup(self._counting)
-        try:
-            run(1)
-            before = self._calls
-            run(1)
-            return (self._calls - before) / units
-        finally:
-            self.teardown()
-
-    def _counting(self, *_arguments: Any, **_keywords: Any) -> None:
-        self._calls += 1
-
-
-def _receiver_counts() -> list[int]:
-    """How many receivers each of the adapter's signals has."""
-    return [len(getattr(signals, name).receivers) for name, _method in _RECEIVERS]
+    def counts(self) -> list[int]:
+        return [len(getattr(signals, name).receivers) for name, _method in _RECEIVERS]
 
 
 def _same_receivers(no_op: NoOpReceivers) -> str:
-    """The no-op receivers are one on each signal the adapter connects to, as many as its own;
-    returns how many receiver calls they get per eager task."""
-    bare = _receiver_counts()
+    """The no-op receivers are the adapter's, one on each of its signals; returns how many
+    receiver calls they get per eager task."""
+    signals_hooked = no_op.require_same_as(_instrumented, "the adapter")
+    calls = no_op.calls_per_unit(EagerTasks(), EagerTasks.units)
+    return (
+        f"one on each of the adapter's {signals_hooked} signals: {calls:g} receiver calls per task"
+    )
+
+
+@contextmanager
+def _instrumented() -> Iterator[None]:
     INSTRUMENTOR.instrument()
     try:
-        ours = _receiver_counts()
+        yield
     finally:
         INSTRUMENTOR.uninstrument()
-    no_op.setup()
-    try:
-        no_ops = _receiver_counts()
-    finally:
-        no_op.teardown()
-    added = [on - off for on, off in zip(ours, bare)]
-    require(
-        added == [on - off for on, off in zip(no_ops, bare)] and set(added) == {1},
-        f"the no-op receivers ({no_ops}) are not the adapter's ({ours}, bare {bare})",
-    )
-    calls = no_op.calls_per_unit(EagerTasks(), EagerTasks.units)
-    return f"one on each of the adapter's {len(added)} signals: {calls:g} receiver calls per task"
 
 
 # -- the cases ----------------------------------------------------------------------------------
@@ -337,34 +306,11 @@ def _switched(name: str, tasks: EagerTasks | WorkerBatches, sdk: Sdk | None, on:
 
 
 def _floor(name: str, tasks: EagerTasks | WorkerBatches) -> tuple[EqualFloor, Sdk]:
-    """The equal floor of ``name``'s telemetry, recorded from ``tasks`` on an SDK of its own,
-    as ``EqualFloor.record`` records it (warmed up, then one iteration, twice: both must make
-    the same calls), except that a ``set_attribute`` call is identified by its key alone.
-    ``CallLog.shape`` keeps a string value (its docstring says values are not kept), and
-    contrib sets each task's own id (``messaging.message.id``): no two tasks would match."""
+    """The equal floor of ``name``'s telemetry, recorded from ``tasks`` on an SDK of its own."""
     telemetry, sdk = TELEMETRY[name], Sdk.create()
-    recorder = RecordingProviders(sdk.tracer_provider, sdk.meter_provider)
-    telemetry.on(recorder.providers)
-    try:
-        tasks(3)
-        with recorder.recording() as first:
-            tasks(1)
-        shape = _shape(first)
-        with recorder.recording() as log:
-            tasks(1)
-    finally:
-        telemetry.off()
-    require(log.calls != [], f"{name} made no SDK call to record")
-    require(_shape(log) == shape, f"{name} made other SDK calls from one unit to the next")
-    return EqualFloor(name, log, recorder.instruments, tasks.units, sdk), sdk
-
-
-def _shape(log: CallLog) -> list[tuple[Any, ...]]:
-    """``log.shape()``, each single ``set_attribute`` call without its value."""
-    return [
-        shape[:3] if call.kind == ATTRIBUTE and call.arguments[0] is not None else shape
-        for call, shape in zip(log.calls, log.shape())
-    ]
+    turned_on = (lambda recorder: telemetry.on(recorder.providers), telemetry.off)
+    floor = EqualFloor.record(name, sdk, tasks, units=tasks.units, peer=turned_on)
+    return floor, sdk
 
 
 def _floor_case(floor: EqualFloor, sdk: Sdk) -> Case:
@@ -464,7 +410,7 @@ def _bare_emits_nothing(tasks: EagerTasks | WorkerBatches, sdks: Sequence[Sdk]) 
 def _receivers_connected() -> bool:
     """One eager task, then whether the adapter's receivers were connected while it ran."""
     EagerTasks()(1)
-    return all(count > 0 for count in _receiver_counts())
+    return all(count > 0 for count in NoOpReceivers().counts())
 
 
 # -- the rows -----------------------------------------------------------------------------------

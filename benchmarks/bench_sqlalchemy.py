@@ -52,6 +52,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import replace
+from functools import partial
 from typing import Any, Callable, NamedTuple, Optional
 
 import sdk_calls
@@ -60,6 +61,7 @@ from harness import (
     INSTRUMENTOR,
     Case,
     EqualFloor,
+    NoOpHooks,
     Results,
     Row,
     Samples,
@@ -438,19 +440,9 @@ def _turned_on(scope: Scope) -> tuple[Callable[[Any], object], Callable[[], obje
     return (lambda recorder: stack.enter_context(scope(recorder))), stack.close
 
 
-def _ignore(*_arguments: Any) -> None:
-    """A listener that does nothing: to an event, what a wrapt pass-through is to a call."""
-
-
-class NoOpListeners:
+class NoOpListeners(NoOpHooks):
     """A no-op listener on each event the preset listens to, registered as it registers its
-    own (the column's raw and propagated to subclasses; the sessions' on ``Session``): the
-    same listener calls per transition, doing nothing. ``setup`` and ``teardown`` are a
-    case's."""
-
-    def __init__(self) -> None:
-        self._listening: list[tuple[Any, str, Callable[..., Any]]] = []
-        self._calls = 0
+    own (the column's raw and propagated to subclasses; the sessions' on ``Session``)."""
 
     @staticmethod
     def events() -> list[tuple[Any, str, dict[str, bool]]]:
@@ -467,44 +459,26 @@ class NoOpListeners:
             ),
         ]
 
-    def setup(self, listener: Callable[..., Any] = _ignore) -> None:
+    def register(self, hook: Callable[..., Any]) -> list[Callable[[], None]]:
+        undo = []
         for target, name, options in self.events():
-            event.listen(target, name, listener, **options)
-            self._listening.append((target, name, listener))
+            event.listen(target, name, hook, **options)
+            undo.append(partial(event.remove, target, name, hook))
+        return undo
 
-    def teardown(self) -> None:
-        for target, name, listener in self._listening:
-            event.remove(target, name, listener)
-        self._listening.clear()
-
-    def calls_per_unit(self, run: Callable[[int], object], units: int) -> float:
-        """How many listener calls one iteration of ``run`` makes, per unit."""
-        self.setup(self._counting)
-        try:
-            run(1)
-            before = self._calls
-            run(1)
-            return (self._calls - before) / units
-        finally:
-            self.teardown()
-
-    def _counting(self, *_arguments: Any) -> None:
-        self._calls += 1
-
-
-def _listener_counts() -> tuple[int, ...]:
-    """How many listeners each of the preset's events has."""
-    flushes = inspect(ExecutionNode).dispatch
-    with Session() as session:
-        sessions = session.dispatch
-        return (
-            len(ExecutionNode.container_execution_status.dispatch.set),
-            len(flushes.after_insert),
-            len(flushes.after_update),
-            len(sessions.after_commit),
-            len(sessions.after_soft_rollback),
-            len(sessions.after_transaction_end),
-        )
+    def counts(self) -> list[int]:
+        """How many listeners each of the preset's events has."""
+        flushes = inspect(ExecutionNode).dispatch
+        with Session() as session:
+            sessions = session.dispatch
+            return [
+                len(ExecutionNode.container_execution_status.dispatch.set),
+                len(flushes.after_insert),
+                len(flushes.after_update),
+                len(sessions.after_commit),
+                len(sessions.after_soft_rollback),
+                len(sessions.after_transaction_end),
+            ]
 
 
 class _Switch:
@@ -787,25 +761,11 @@ def _no_sdk_is_instrumented(database: Database) -> bool:
 
 
 def _same_listeners(database: Database, no_op: NoOpListeners) -> str:
-    """The no-op listeners are one on each event the preset listens to, as many as its own;
-    returns how many listener calls they get per transition."""
-    bare = _listener_counts()
-    with _preset_on({}):
-        preset = _listener_counts()
-    no_op.setup()
-    try:
-        no_ops = _listener_counts()
-    finally:
-        no_op.teardown()
-    added = [on - off for on, off in zip(preset, bare)]
-    require(
-        added == [on - off for on, off in zip(no_ops, bare)] and set(added) == {1},
-        f"the no-op listeners ({no_ops}) are not the preset's ({preset}, bare {bare})",
-    )
+    """The no-op listeners are the preset's, one on each of its events; returns how many
+    listener calls they get per transition."""
+    events = no_op.require_same_as(lambda: _preset_on({}), "the preset")
     calls = no_op.calls_per_unit(Lifecycles(database, tangle_order=True), UNITS)
-    return (
-        f"one on each of the preset's {len(added)} events: {calls:g} listener calls per transition"
-    )
+    return f"one on each of the preset's {events} events: {calls:g} listener calls per transition"
 
 
 def _bare_emits_nothing(database: Database, sdks: Sequence[Sdk]) -> None:

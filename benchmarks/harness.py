@@ -16,7 +16,9 @@ import platform
 import statistics
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -469,6 +471,72 @@ class PassThrough:
     ) -> Any:
         self._calls += 1
         return wrapped(*args, **kwargs)
+
+
+class NoOpHooks(ABC):
+    """For an adapter that patches nothing and hooks into the framework's events (listeners,
+    signals), what a wrapt pass-through is to a patched call: a hook that does nothing on
+    each event the adapter hooks, registered as it registers its own, so that a case makes the
+    same hook calls doing nothing. ``setup`` and ``teardown`` are a case's."""
+
+    def __init__(self) -> None:
+        self._undo: list[Callable[[], None]] = []
+        self._calls = 0
+
+    @abstractmethod
+    def register(self, hook: Callable[..., Any]) -> list[Callable[[], None]]:
+        """Register ``hook`` on each event, as the adapter registers its own; returns what
+        unregisters each."""
+
+    @abstractmethod
+    def counts(self) -> list[int]:
+        """How many hooks each of the events has now."""
+
+    def setup(self, hook: Callable[..., Any] | None = None) -> None:
+        self._undo = self.register(hook or _ignore)
+
+    def teardown(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        self._undo = []
+
+    def calls_per_unit(self, run: Callable[[int], object], units: int) -> float:
+        """How many hook calls one iteration of ``run`` makes, per unit."""
+        self.setup(self._counting)
+        try:
+            run(1)
+            before = self._calls
+            run(1)
+            return (self._calls - before) / units
+        finally:
+            self.teardown()
+
+    def require_same_as(
+        self, instrumented: Callable[[], AbstractContextManager[Any]], who: str
+    ) -> int:
+        """Check that these are one hook on each event ``who`` hooks while ``instrumented``
+        is on, as many as its own; returns how many events that is."""
+        bare = self.counts()
+        with instrumented():
+            theirs = self.counts()
+        self.setup()
+        try:
+            ours = self.counts()
+        finally:
+            self.teardown()
+        added = [on - off for on, off in zip(theirs, bare)]
+        require(
+            added == [on - off for on, off in zip(ours, bare)] and set(added) == {1},
+            f"the no-op hooks ({ours}) are not {who}'s ({theirs}, bare {bare})",
+        )
+        return len(added)
+
+    def _counting(self, *_arguments: Any, **_keywords: Any) -> None:
+        self._calls += 1
+
+
+def _ignore(*_arguments: Any, **_keywords: Any) -> None:
+    """A hook that does nothing."""
 
 
 def _pass_through(wrapped: Callable[..., Any], _instance: Any, args: tuple, kwargs: dict) -> Any:

@@ -76,10 +76,7 @@ class CallLog:
     def shape(self) -> list[tuple[Any, ...]]:
         """The calls with what identifies them (kind, span, name or key, attribute keys), not
         their values: two units of the same work have the same shape."""
-        return [
-            (call.kind, call.span, *(_identifying(argument) for argument in call.arguments[:3]))
-            for call in self.calls
-        ]
+        return [(call.kind, call.span, *_identifying_arguments(call)) for call in self.calls]
 
     def counts(self) -> dict[str, int]:
         """SDK calls by kind (every kind listed, 0 included)."""
@@ -90,6 +87,15 @@ class CallLog:
             elif call.kind == ATTRIBUTE and call.arguments[0] is None:  # set_attributes
                 found[ATTRIBUTE] += len(call.arguments[1]) - 1
         return {kind: found.get(kind, 0) for kind in KINDS}
+
+
+def _identifying_arguments(call: Call) -> tuple[Any, ...]:
+    """A call's first arguments as ``shape`` keeps them; a ``set_attribute`` call by its key
+    alone (a value such as a task's own id differs from one unit to the next)."""
+    arguments = call.arguments[:3]
+    if call.kind == ATTRIBUTE and arguments and arguments[0] is not None:
+        arguments = arguments[:1]
+    return tuple(_identifying(argument) for argument in arguments)
 
 
 def _identifying(argument: Any) -> Any:
