@@ -75,6 +75,7 @@ from opentelemetry_instrumentation_execstatus.semconv import (
     Orchestrator,
     WorkerState,
 )
+from opentelemetry_instrumentation_execstatus.telemetry import Telemetry
 
 PUBLISHED: Final = "execstatus_published"
 """Header: when the message was published (seconds since the epoch)."""
@@ -142,7 +143,7 @@ class CeleryAdapter(Adapter):
     distribution = "celery"
     supported = ">= 5.3, < 6"
 
-    def __init__(self, telemetry: Any) -> None:
+    def __init__(self, telemetry: Telemetry) -> None:
         super().__init__(telemetry)
         self._lock = threading.Lock()
         # Attempts running in this process, by task id (a pool child runs one at a time;
@@ -190,8 +191,9 @@ class CeleryAdapter(Adapter):
         if request is None or self.is_off():
             return
         fields = request.request_dict
-        fields[RECEIVED] = time.time()
-        if request.eta is not None:
+        fields[RECEIVED] = now = time.time()
+        eta = getattr(request.eta, "timestamp", None)  # a datetime, or None
+        if eta is not None and eta() > now:
             fields[ETA_AHEAD] = True
 
     @guarded
@@ -235,6 +237,8 @@ class CeleryAdapter(Adapter):
     def _on_prerun(self, task_id: Any = None, task: Any = None, **_: Any) -> None:
         if task is None or task_id is None or self.is_off():
             return
+        if len(self._running) >= self.max_in_flight:
+            return  # attempts whose postrun never came: no more state than the core keeps
         request = task.request
         fields = vars(request)
         key, identity = self._attempt_of(fields, task.name, task_id)
@@ -259,6 +263,8 @@ class CeleryAdapter(Adapter):
 
     @guarded
     def _on_success(self, sender: Any = None, **_: Any) -> None:
+        if not self._running:  # nothing started here (nothing recorded then): no lookup
+            return
         task_id = getattr(getattr(sender, "request", None), "id", None)
         attempt = self._caught_up(task_id)
         if attempt is not None:
@@ -283,6 +289,8 @@ class CeleryAdapter(Adapter):
     def _on_postrun(self, task_id: Any = None, state: Any = None, **_: Any) -> None:
         """The attempt's last signal: what its end signal did not end ends here, by its state
         or by the exception unwinding, and its context leaves."""
+        if not self._running:
+            return
         attempt = self._caught_up(task_id)
         with self._lock:
             self._running.pop(str(task_id), None)
