@@ -3,7 +3,8 @@
 **Flush.** The SDK exports spans and metrics from background threads and at interpreter
 shutdown. A pool child recycled by its parent, or a forked work horse, exits with
 ``os._exit``: no shutdown, and whatever its batch processor and metric reader still hold is
-lost. An adapter whose framework is about to end such a process asks the core to flush first.
+lost. An adapter whose framework is about to end such a process asks the core to flush first;
+the flush waits a bounded time, whatever the SDK waits for.
 
 **Fork.** The OTLP/HTTP exporters keep their connection to the endpoint open between exports
 (in a ``requests`` session). A child forked after its parent exported inherits that connection:
@@ -13,7 +14,9 @@ exporter's session gets new, empty connection pools, so the child's next export 
 connection of its own. The inherited pools are dropped, not closed: closing takes their locks,
 which a thread of the parent may have held at the fork (an export under way), and the child
 would wait for them forever; their sockets (the child's copies: the parent's stay open) close
-when they are collected.
+when they are collected. Likewise each periodic metric reader gets a new export lock: the SDK
+restarts the reader's thread in the child but keeps the lock, which that thread may have held
+in the parent at the fork, and the child's metrics would then never be exported.
 
 The providers are the ones the instrumentation was given, else the global ones at the time
 (set by ``opentelemetry-instrument`` before or after ``instrument()``). Reaching the exporters
@@ -24,6 +27,7 @@ that keeps them elsewhere only leaves its connections as they were.
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,11 +53,27 @@ class Exporters:
     ) -> None:
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
-        after_fork_in_child(self._close_inherited_connections)
+        after_fork_in_child(self._after_fork)
 
     def flush(self, timeout_millis: int = FLUSH_TIMEOUT_MILLIS) -> None:
-        """Export what each provider holds, spans first; a provider without ``force_flush``
-        (the API's no-op) has nothing to export. Never raises."""
+        """Export what each provider holds, spans first, waiting at most ``timeout_millis``
+        for both: the flush runs on a thread of its own and is abandoned after that, since a
+        provider's own deadline does not cover the locks it waits for, and a process that is
+        exiting must exit. A provider without ``force_flush`` (the API's no-op) has nothing to
+        export. Never raises."""
+        flushing = threading.Thread(
+            target=self._flush_each,
+            args=(timeout_millis,),
+            name="execstatus-flush",
+            daemon=True,
+        )
+        try:
+            flushing.start()
+            flushing.join(timeout_millis / 1000)
+        except Exception:
+            report_internal_error("flushing the telemetry")
+
+    def _flush_each(self, timeout_millis: int) -> None:
         for provider in self._providers():
             force_flush = getattr(provider, "force_flush", None)
             if force_flush is None:
@@ -69,13 +89,24 @@ class Exporters:
             self._meter_provider or metrics.get_meter_provider(),
         )
 
-    def _close_inherited_connections(self) -> None:
-        """In a forked child: give each exporter's session pools of its own."""
+    def _after_fork(self) -> None:
+        """In a forked child: each periodic metric reader gets an export lock of its own, and
+        each exporter's session connection pools of its own."""
+        tracer_provider, meter_provider = self._providers()
+        readers = _metric_readers(meter_provider)
+        for reader in readers:
+            try:
+                _fresh_export_lock(reader)
+            except Exception:
+                report_internal_error("re-creating a metric reader's lock after fork")
         session_type = getattr(sys.modules.get("requests"), "Session", None)
         if session_type is None:  # no requests, no OTLP/HTTP exporter
             return
-        tracer_provider, meter_provider = self._providers()
-        for exporter in (*_span_exporters(tracer_provider), *_metric_exporters(meter_provider)):
+        exporters = [
+            *_span_exporters(tracer_provider),
+            *(getattr(reader, "_exporter", None) for reader in readers),
+        ]
+        for exporter in exporters:
             for session in _sessions_of(exporter, session_type):
                 try:
                     _fresh_pools(session)
@@ -89,10 +120,24 @@ def _span_exporters(provider: Any) -> Iterator[Any]:
         yield getattr(processor, "span_exporter", None)  # Simple and Batch span processors
 
 
-def _metric_exporters(provider: Any) -> Iterator[Any]:
-    readers = getattr(getattr(provider, "_sdk_config", None), "metric_readers", ())
-    for reader in readers if isinstance(readers, (list, tuple)) else ():
-        yield getattr(reader, "_exporter", None)  # a periodic exporting reader's
+def _metric_readers(provider: Any) -> list[Any]:
+    """A meter provider's readers: on the provider (SDK 1.45), else on its configuration."""
+    readers = getattr(provider, "_metric_readers", None)
+    if readers is None:
+        readers = getattr(getattr(provider, "_sdk_config", None), "metric_readers", ())
+    return list(readers) if isinstance(readers, (list, tuple)) else []
+
+
+# The type of a plain lock (``threading.Lock`` is a factory, not the type).
+_LOCK_TYPE = type(threading.Lock())
+
+
+def _fresh_export_lock(reader: Any) -> None:
+    """A new ``_export_lock`` for a periodic exporting reader. The SDK re-creates the reader's
+    thread in a forked child but not this lock: one its thread held in the parent at the fork
+    (an export under way) stays held in the child, whose exports then wait forever."""
+    if isinstance(getattr(reader, "_export_lock", None), _LOCK_TYPE):
+        reader._export_lock = threading.Lock()
 
 
 _EXPORTER_MODULES = "opentelemetry.exporter"

@@ -1,13 +1,15 @@
-"""A forked child of an instrumented process opens its own connection to the OTLP endpoint:
-the real OTLP/HTTP exporters against the test receiver, which keeps connections alive as a
-collector does. Without it the child writes on its parent's pooled socket, and their requests
-interleave (opentelemetry-python#4994)."""
+"""A forked child of an instrumented process exports on its own: its own connection to the OTLP
+endpoint (without it the child writes on its parent's pooled socket, and their requests
+interleave: opentelemetry-python#4994) and its own metric export lock, with the real OTLP/HTTP
+exporters against the test receiver, which keeps connections alive as a collector does; and a
+flush never waits longer than its bound."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -19,7 +21,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from otlp_receiver import OtlpReceiver, PidStampingSession
 
-from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor
+from opentelemetry_instrumentation_execstatus import (
+    ExecStatusInstrumentor,
+    api,
+    exporters,
+    telemetry,
+)
+from opentelemetry_instrumentation_execstatus.config import ExecStatusConfig
+from opentelemetry_instrumentation_execstatus.telemetry import Telemetry
 
 # Forking with the receiver's threads running is the point: the child touches none of them.
 pytestmark = pytest.mark.filterwarnings(
@@ -151,3 +160,55 @@ def test_a_pool_lock_held_by_a_parent_thread_at_fork_does_not_hang_the_child(
         holder.join()
     assert child.exitcode == 0, "the child hung on a lock its parent held"
     assert [span.name for span in receiver.spans()] == ["parent before", "child"]
+
+
+def test_a_metric_export_under_way_at_the_fork_does_not_stop_the_childs(
+    receiver: OtlpReceiver, providers: tuple[TracerProvider, MeterProvider]
+) -> None:
+    """The parent's reader thread holds its export lock at the fork (an export under way):
+    the child's flush still exports its metrics, within the flush's bound."""
+    _, meter_provider = providers
+    (reader,) = exporters._metric_readers(meter_provider)
+    held, release = threading.Event(), threading.Event()
+
+    def exporting() -> None:
+        with reader._export_lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=exporting)
+    holder.start()
+    held.wait(5)
+    try:
+        child = multiprocessing.get_context("fork").Process(target=_worker_spawned_and_flushed)
+        child.start()
+        child.join(timeout=20)
+    finally:
+        release.set()
+        holder.join()
+    assert child.exitcode == 0, "the child hung on its parent's export lock"
+    spawns = [p for p in receiver.points("execution.worker.spawns") if p.pid == child.pid]
+    assert [point.value for point in spawns] == [1]
+
+
+def _worker_spawned_and_flushed() -> None:
+    """In the child: a worker spawn reported, then the flush a pool process makes at exit."""
+    api.report_worker_spawn(success=True)
+    live = telemetry.current()
+    assert live is not None
+    live.exporters.flush()
+
+
+class _StuckProvider(TracerProvider):
+    """A provider whose flush waits on something that never comes."""
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        threading.Event().wait()
+        return True
+
+
+def test_a_flush_that_never_returns_is_abandoned_after_its_bound() -> None:
+    live = Telemetry.create(ExecStatusConfig(), tracer_provider=_StuckProvider())
+    began = time.monotonic()
+    live.exporters.flush(timeout_millis=200)
+    assert time.monotonic() - began < 2
