@@ -268,7 +268,9 @@ class Stored:
 def fetch_stored(run: OtlpRun, backends: Backends) -> Stored:
     """Wait until the backends hold everything the run emitted, check that they hold it
     unchanged, and return it for the caller's own checks."""
-    emitted = {_hex(span["context"]["span_id"]): span for span in console_spans(run.documents)}
+    emitted = {
+        console_id_hex(span["context"]["span_id"]): span for span in console_spans(run.documents)
+    }
     assert emitted, "the run emitted no spans"
     spans = poll(
         lambda: backends.spans(run.service),
@@ -277,22 +279,23 @@ def fetch_stored(run: OtlpRun, backends: Backends) -> Stored:
     )
     assert sorted(span["context"]["span_id"] for span in spans) == sorted(emitted)
     for span in spans:
-        _assert_same_span(span, emitted[span["context"]["span_id"]])
+        assert_same_span(span, emitted[span["context"]["span_id"]])
     stored = Stored(run=run, backends=backends, spans=spans)
-    for metric in _emitted_metrics(run.documents):
-        _assert_same_metric(stored, metric)
+    for metric in emitted_metrics(run.documents):
+        assert_same_metric(stored, metric)
     return stored
 
 
-def _hex(console_id: str | None) -> str | None:
-    return console_id[2:] if console_id else None  # the console prints "0x<hex>"
+def console_id_hex(console_id: str | None) -> str | None:
+    """A span or trace id as the console exporter prints it ("0x<hex>"), as plain hex."""
+    return console_id[2:] if console_id else None
 
 
-def _assert_same_span(stored: dict[str, Any], emitted: dict[str, Any]) -> None:
+def assert_same_span(stored: dict[str, Any], emitted: dict[str, Any]) -> None:
     where = f"span {emitted['name']!r} ({stored['context']['span_id']})"
     assert stored["name"] == emitted["name"], where
-    assert stored["context"]["trace_id"] == _hex(emitted["context"]["trace_id"]), where
-    assert stored["parent_id"] == _hex(emitted["parent_id"]), where
+    assert stored["context"]["trace_id"] == console_id_hex(emitted["context"]["trace_id"]), where
+    assert stored["parent_id"] == console_id_hex(emitted["parent_id"]), where
     assert stored["status_code"] == emitted["status"]["status_code"], where
     assert stored["attributes"] == emitted["attributes"], where
     assert [(e["name"], e["attributes"]) for e in stored["events"]] == [
@@ -300,7 +303,7 @@ def _assert_same_span(stored: dict[str, Any], emitted: dict[str, Any]) -> None:
     ], where
 
 
-def _emitted_metrics(documents: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+def emitted_metrics(documents: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     """Our metrics in the run's last (cumulative) console export."""
     exports = [d for d in documents if "resource_metrics" in d]
     assert exports, "the run exported no metrics"
@@ -310,7 +313,7 @@ def _emitted_metrics(documents: list[dict[str, Any]]) -> Iterable[dict[str, Any]
                 yield from scope["metrics"]
 
 
-def _assert_same_metric(stored: Stored, metric: dict[str, Any]) -> None:
+def assert_same_metric(stored: Stored, metric: dict[str, Any]) -> None:
     """Wait until VictoriaMetrics answers with the run's final values, not only its series:
     a sample becomes queryable a moment after it is accepted, so an earlier export's value
     can still be the newest one the first reads see."""
