@@ -254,3 +254,37 @@ def test_next_to_the_contrib_instrumentation_one_span_per_task_with_our_events(
     )
     assert point.count == 1
     assert worker.stop() == 0
+
+
+def test_a_chain_and_a_chord_are_one_trace_each_task_a_child_of_what_published_it(
+    celery_worker: Callable[..., CeleryWorker],
+    celery_client: Callable[..., Any],
+    otlp_receiver: OtlpReceiver,
+) -> None:
+    """Each link of a chain is published by the task before it, and a chord's body by the
+    header task that completed it: under whose span it runs, in the caller's trace."""
+    celery_worker(env=OURS_ALONE)
+    completed = celery_client(
+        "from celery import chain, chord\n"
+        "from opentelemetry import trace\n"
+        "from tasks_app import add, total\n"
+        "with trace.get_tracer('client').start_as_current_span('canvas'):\n"
+        "    print(chain(add.s(1, 1), add.s(2), add.s(3)).apply_async().get(timeout=20))\n"
+        "    print(chord(add.s(i, i) for i in range(3))(total.s()).get(timeout=20))\n",
+        env=OURS_ALONE,
+    )
+    assert completed.stdout.split() == ["7", "6"]
+    (canvas,) = _spans(otlp_receiver, "canvas", 1)
+    adds = _spans(otlp_receiver, "tasks_app.add", 6)
+    (body,) = _spans(otlp_receiver, "tasks_app.total", 1)
+    assert {span.trace_id for span in (*adds, body)} == {canvas.trace_id}
+    by_id = {span.span_id: span for span in adds}
+    links = [span for span in adds if span.parent_span_id not in (canvas.span_id, None)]
+    assert len(links) == 2  # the chain's second and third tasks
+    for link in links:
+        assert by_id[link.parent_span_id].end_ns <= link.end_ns
+    header = [span for span in adds if span.parent_span_id == canvas.span_id and span not in links]
+    assert len(header) == 4  # the chain's first task and the chord's three
+    assert body.parent_span_id in {span.span_id for span in header}
+    for span in (*adds, body):
+        assert _statuses(span) == ["queued", "pending", "running", "succeeded"]
