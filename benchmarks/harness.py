@@ -457,14 +457,7 @@ class PassThrough:
 
     def calls_per_unit(self, run: Callable[[int], object], units: int) -> float:
         """How many patched calls one iteration of ``run`` makes, per unit."""
-        self.setup(self._counting)
-        try:
-            run(1)
-            before = self._calls
-            run(1)
-            return (self._calls - before) / units
-        finally:
-            self.teardown()
+        return _counted_calls_per_unit(self, run, units)
 
     def _counting(
         self, wrapped: Callable[..., Any], _instance: Any, args: tuple, kwargs: dict
@@ -502,14 +495,7 @@ class NoOpHooks(ABC):
 
     def calls_per_unit(self, run: Callable[[int], object], units: int) -> float:
         """How many hook calls one iteration of ``run`` makes, per unit."""
-        self.setup(self._counting)
-        try:
-            run(1)
-            before = self._calls
-            run(1)
-            return (self._calls - before) / units
-        finally:
-            self.teardown()
+        return _counted_calls_per_unit(self, run, units)
 
     def require_same_as(
         self, instrumented: Callable[[], AbstractContextManager[Any]], who: str
@@ -537,6 +523,21 @@ class NoOpHooks(ABC):
 
 def _ignore(*_arguments: Any, **_keywords: Any) -> None:
     """A hook that does nothing."""
+
+
+def _counted_calls_per_unit(
+    stand_in: PassThrough | NoOpHooks, run: Callable[[int], object], units: int
+) -> float:
+    """How many calls a stand-in's counting hook gets in one iteration of ``run`` (after one
+    to warm up), per unit."""
+    stand_in.setup(stand_in._counting)
+    try:
+        run(1)
+        before = stand_in._calls
+        run(1)
+        return (stand_in._calls - before) / units
+    finally:
+        stand_in.teardown()
 
 
 def _pass_through(wrapped: Callable[..., Any], _instance: Any, args: tuple, kwargs: dict) -> Any:
