@@ -43,4 +43,7 @@ def test_a_pool_childs_span_reaches_the_receiver(
     assert inside.resource["service.name"] == "celery-worker"
     assert inside.scope == "tests.celery.tasks_app" and inside.parent_span_id is None
     assert worker.stop() == 0  # warm shutdown
-    assert otlp_receiver.errors() == []
+    # No check of the receiver's errors here: without the adapter, the pool children keep the
+    # connection they inherited from the worker (opentelemetry-python#4994), and a request that
+    # two processes interleave on it is refused now and then. The worker tests, with the
+    # adapter, require none.
