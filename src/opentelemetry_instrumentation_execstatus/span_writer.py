@@ -15,7 +15,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
-from opentelemetry_instrumentation_execstatus import semconv
+from opentelemetry_instrumentation_execstatus import reserved_spans, semconv
 from opentelemetry_instrumentation_execstatus.clock import MONO_TO_WALL_NS
 from opentelemetry_instrumentation_execstatus.config import ExecStatusConfig
 from opentelemetry_instrumentation_execstatus.errors import (
@@ -56,16 +56,18 @@ class SpanWriter:
         parent_context: Context | None,
     ) -> None:
         """Start the execution's span at ``at_ns``, in status ``first``, under
-        ``parent_context`` (None: the current context)."""
+        ``parent_context`` (None: the current context); a span reserved in another process
+        (``reserved_spans.opening``) is started under its reserved ids."""
+        reserved = reserved_spans.reserved_in(parent_context)
+        if reserved is not None:
+            parent_context = reserved_spans.unmarked(parent_context)
         execution.context = parent_context
         try:
-            span = self._tracer.start_span(
-                _span_name(execution),
-                context=parent_context,
-                kind=_INTERNAL,
-                attributes=_start_attributes(execution),
-                start_time=at_ns + MONO_TO_WALL_NS,
-            )
+            if reserved is None:
+                span = self._start_span(execution, parent_context, at_ns)
+            else:
+                with reserved_spans.writing(self._tracer, reserved):
+                    span = self._start_span(execution, parent_context, at_ns)
         except Exception:
             report_internal_error("starting a span")
             return
@@ -73,6 +75,20 @@ class SpanWriter:
         # Kept even for a sampled-out span, so children inherit the sampling decision.
         execution.context = trace.set_span_in_context(span, parent_context)
         self.status_change(span, None, first, at_ns)
+
+    def reserve(self, parent_context: Context, name: str) -> str:
+        """Reserve, under ``parent_context``, the span of an execution that another process
+        will write (``reserved_spans``); returns its ids as text."""
+        return reserved_spans.reserve(self._tracer, parent_context, name)
+
+    def _start_span(self, execution: Execution, parent_context: Context | None, at_ns: int) -> Span:
+        return self._tracer.start_span(
+            _span_name(execution),
+            context=parent_context,
+            kind=_INTERNAL,
+            attributes=_start_attributes(execution),
+            start_time=at_ns + MONO_TO_WALL_NS,
+        )
 
     def adopt(
         self, parent_context: Context | None, first: ExecutionStatus, at_ns: int

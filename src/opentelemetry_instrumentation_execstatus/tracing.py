@@ -17,6 +17,8 @@ from opentelemetry import propagate as _propagate
 from opentelemetry import trace as _trace
 from opentelemetry.context import Context
 
+from opentelemetry_instrumentation_execstatus import reserved_spans
+
 __all__ = [
     "Context",
     "attach",
@@ -27,6 +29,8 @@ __all__ = [
     "inject",
     "is_instrumented_by",
     "is_no_op_tracer",
+    "opening_reserved",
+    "reserved_parent",
 ]
 
 
@@ -76,3 +80,20 @@ def is_instrumented_by(module_name: str, instrumentor: str) -> bool:
     module = sys.modules.get(module_name)
     instance = getattr(getattr(module, instrumentor, None), "_instance", None)
     return bool(getattr(instance, "is_instrumented_by_opentelemetry", False))
+
+
+def reserved_parent(reserved: Any) -> Context | None:
+    """The context under which work is a child of the span ``Adapter.reserve_span`` reserved
+    as ``reserved`` (to ``inject`` into its messages); None if ``reserved`` is not one."""
+    span_context = reserved_spans.parse(reserved)
+    return None if span_context is None else reserved_spans.as_parent(span_context)
+
+
+def opening_reserved(parent_context: Context, reserved: Any) -> Context:
+    """``parent_context``, so that the execution whose first status is reported under it
+    opens the span reserved as ``reserved`` (its ids, chosen where it started); unchanged if
+    ``reserved`` is not a reservation."""
+    span_context = reserved_spans.parse(reserved)
+    if span_context is None:
+        return parent_context
+    return reserved_spans.opening(parent_context, span_context)

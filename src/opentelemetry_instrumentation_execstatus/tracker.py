@@ -125,6 +125,15 @@ class StatusTracker:
             except Exception:
                 report_internal_error("StatusTracker.end_in_flight")
 
+    def reserve_span(self, parent_context: Context, name: str) -> str | None:
+        """Reserve, under ``parent_context``, the span of an execution another process will
+        write (``reserved_spans``): its ids as text, None if reserving failed."""
+        try:
+            return self._spans.reserve(parent_context, name)
+        except Exception:
+            report_internal_error("StatusTracker.reserve_span")
+            return None
+
     def hand_off(self, key: Hashable) -> None:
         """Execution ``key`` goes on in another process (a retried task's next attempt, run by
         whichever worker takes its message): end its span here without a result, keeping its

@@ -190,14 +190,17 @@ def test_one_trace_from_the_client_through_the_pool_processes(celery_run, otlp_b
         assert resource["process.pid"] in celery_run.pool_pids, span["name"]
         assert resource["service.name"] == celery_run.worker.service
     assert sorted(span["name"] for span in stored.children(client)) == [
-        *["celery_tasks.fetch"] * 3,
+        "RUN chord celery_tasks.total",
         "celery_tasks.notify",
         "celery_tasks.reconcile",
     ]
-    fetches = stored.named("celery_tasks.fetch")
-    (total,) = stored.named("celery_tasks.total")  # published by the last fetch to finish
-    assert total["parent_id"] in {fetch["context"]["span_id"] for fetch in fetches}
-    for span in [*fetches, total]:
+    (chord,) = stored.named("RUN chord celery_tasks.total")  # written where total ran
+    assert _statuses(chord) == ["running", "succeeded"]
+    assert sorted(span["name"] for span in stored.children(chord)) == [
+        *["celery_tasks.fetch"] * 3,
+        "celery_tasks.total",
+    ]
+    for span in stored.children(chord):
         assert _statuses(span) == ["queued", "pending", "running", "succeeded"]
     first, second = sorted(
         stored.named("celery_tasks.notify"), key=lambda s: s["attributes"]["execution.attempt"]
@@ -226,9 +229,12 @@ def test_samples_spawns_and_the_drain_in_victoriametrics(celery_run, otlp_backen
         "execution_status_to",
     )
     assert counts == {
-        (task, *transition): count
-        for task, transitions in TRANSITIONS.items()
-        for transition, count in transitions.items()
+        (None, "running", "succeeded"): 1,  # the chord's run, a pipeline: no task name
+        **{
+            (task, *transition): count
+            for task, transitions in TRANSITIONS.items()
+            for transition, count in transitions.items()
+        },
     }
     spawns = stored.sums_by(
         "execution_worker_spawns_total", "process_pid", "execution_worker_outcome"

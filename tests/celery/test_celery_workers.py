@@ -48,6 +48,16 @@ def _spans(receiver: OtlpReceiver, name: str, count: int) -> list[Span]:
     )
 
 
+def _run_samples(points: Sequence[Point]) -> dict[str, Point]:
+    """The histogram's latest cumulative point per canvas run (``running`` to its end)."""
+    return {
+        point.attributes["cicd.pipeline.name"]: point
+        for point in points
+        if point.attributes.get("execution.level") == "pipeline"
+        and point.attributes.get("execution.orchestrator") == "celery"
+    }
+
+
 def _samples(points: Sequence[Point], pids: Sequence[int]) -> dict[tuple[str, str, str], Point]:
     """The histogram's latest cumulative point per (from, to, task) of the given processes'
     tasks (each task here runs once in one process: its point is its own)."""
@@ -256,35 +266,91 @@ def test_next_to_the_contrib_instrumentation_one_span_per_task_with_our_events(
     assert worker.stop() == 0
 
 
-def test_a_chain_and_a_chord_are_one_trace_each_task_a_child_of_what_published_it(
+def test_a_chain_and_a_chord_are_runs_and_their_tasks_its_steps(
     celery_worker: Callable[..., CeleryWorker],
     celery_client: Callable[..., Any],
     otlp_receiver: OtlpReceiver,
 ) -> None:
-    """Each link of a chain is published by the task before it, and a chord's body by the
-    header task that completed it: under whose span it runs, in the caller's trace."""
-    celery_worker(env=OURS_ALONE)
+    """A canvas starts in the caller and ends in the pool process that runs its last task:
+    its ``RUN`` span, reserved by the caller, is written there, from the canvas's publish to
+    its last task's end, and each task's span, in whichever process it ran, is its child, in
+    the caller's trace."""
+    worker = celery_worker(env=OURS_ALONE)
+    children = worker.child_pids()
     completed = celery_client(
         "from celery import chain, chord\n"
         "from opentelemetry import trace\n"
         "from tasks_app import add, total\n"
         "with trace.get_tracer('client').start_as_current_span('canvas'):\n"
-        "    print(chain(add.s(1, 1), add.s(2), add.s(3)).apply_async().get(timeout=20))\n"
-        "    print(chord(add.s(i, i) for i in range(3))(total.s()).get(timeout=20))\n",
+        "    result = chain(add.s(1, 1), add.s(2), add.s(3)).apply_async()\n"
+        "    print(result.id, result.get(timeout=20))\n"
+        "    result = chord(add.s(i, i) for i in range(3))(total.s())\n"
+        "    print(result.id, result.get(timeout=20))\n",
         env=OURS_ALONE,
     )
-    assert completed.stdout.split() == ["7", "6"]
+    chain_id, chain_result, chord_id, chord_result = completed.stdout.split()
+    assert (chain_result, chord_result) == ("7", "6")
     (canvas,) = _spans(otlp_receiver, "canvas", 1)
-    adds = _spans(otlp_receiver, "tasks_app.add", 6)
-    (body,) = _spans(otlp_receiver, "tasks_app.total", 1)
-    assert {span.trace_id for span in (*adds, body)} == {canvas.trace_id}
-    by_id = {span.span_id: span for span in adds}
-    links = [span for span in adds if span.parent_span_id not in (canvas.span_id, None)]
-    assert len(links) == 2  # the chain's second and third tasks
-    for link in links:
-        assert by_id[link.parent_span_id].end_ns <= link.end_ns
-    header = [span for span in adds if span.parent_span_id == canvas.span_id and span not in links]
-    assert len(header) == 4  # the chain's first task and the chord's three
-    assert body.parent_span_id in {span.span_id for span in header}
-    for span in (*adds, body):
-        assert _statuses(span) == ["queued", "pending", "running", "succeeded"]
+    (chain_run,) = _spans(otlp_receiver, "RUN chain tasks_app.add", 1)
+    (chord_run,) = _spans(otlp_receiver, "RUN chord tasks_app.total", 1)
+    tasks = [
+        *_spans(otlp_receiver, "tasks_app.add", 6),
+        *_spans(otlp_receiver, "tasks_app.total", 1),
+    ]
+    for run, run_id, steps in ((chain_run, chain_id, 3), (chord_run, chord_id, 4)):
+        assert (run.trace_id, run.parent_span_id) == (canvas.trace_id, canvas.span_id)
+        assert run.pid in children  # written by the pool process that ran its last task
+        assert run.attributes["execution.level"] == "pipeline"
+        assert run.attributes["cicd.pipeline.run.id"] == run_id  # what apply_async returned
+        assert _statuses(run) == ["running", "succeeded"]
+        its_tasks = [task for task in tasks if task.parent_span_id == run.span_id]
+        assert len(its_tasks) == steps
+        for task in its_tasks:
+            assert run.start_ns <= task.start_ns and task.end_ns <= run.end_ns
+            assert task.attributes["cicd.pipeline.name"] == run.attributes["cicd.pipeline.name"]
+            assert _statuses(task) == ["queued", "pending", "running", "succeeded"]
+    (body,) = [task for task in tasks if task.name == "tasks_app.total"]
+    assert body.parent_span_id == chord_run.span_id
+    # Each run's time, publish to end, is its sample on the histogram.
+    runs = otlp_receiver.wait_for(
+        lambda r: len(found := _run_samples(r.points(DURATION))) == 2 and found,
+        what="the two runs' samples",
+    )
+    for run in (chain_run, chord_run):
+        point = runs[run.attributes["cicd.pipeline.name"]]
+        assert point.count == 1
+        assert abs(point.sum - (run.end_ns - run.start_ns) / 1e9) < 1e-3
+
+
+def test_a_failed_chain_or_chord_ends_its_run_failed(
+    celery_worker: Callable[..., CeleryWorker],
+    celery_client: Callable[..., Any],
+    otlp_receiver: OtlpReceiver,
+) -> None:
+    """A chain stops at a link that fails: its run fails there. A chord whose header task
+    failed fails when Celery decides it (its body never runs), in the process of the header
+    task that completed it."""
+    worker = celery_worker(env=OURS_ALONE)
+    children = worker.child_pids()
+    completed = celery_client(
+        "from celery import chain, chord\n"
+        "from tasks_app import add, fail, total\n"
+        "failing_chain = chain(add.s(1, 1), fail.si(), add.s(1))\n"
+        "failing_chord = chord([add.s(1, 1), fail.si()], total.s())\n"
+        "for canvas in (failing_chain, failing_chord):\n"
+        "    try:\n"
+        "        canvas.apply_async().get(timeout=20)\n"
+        "    except Exception as error:\n"
+        "        print(type(error).__name__)\n",
+        env=OURS_ALONE,
+    )
+    assert completed.stdout.split() == ["ValueError", "ValueError"]  # the chord: its cause
+    (chain_run,) = _spans(otlp_receiver, "RUN chain tasks_app.add", 1)
+    (chord_run,) = _spans(otlp_receiver, "RUN chord tasks_app.total", 1)
+    for run, error_type in ((chain_run, "ValueError"), (chord_run, "celery.exceptions.ChordError")):
+        assert run.pid in children
+        assert _statuses(run) == ["running", "failed"]
+        assert (run.status_code, run.attributes["error.type"]) == ("ERROR", error_type)
+    chain_tasks = [s for s in otlp_receiver.spans() if s.parent_span_id == chain_run.span_id]
+    assert sorted(task.name for task in chain_tasks) == ["tasks_app.add", "tasks_app.fail"]
+    assert otlp_receiver.spans("tasks_app.total") == []  # the chord's body never ran

@@ -233,6 +233,12 @@ class Adapter(ABC):
         status, and the process that takes it over carries on (``StatusTracker.hand_off``)."""
         self._tracker.hand_off(key)
 
+    def reserve_span(self, name: str) -> str | None:
+        """Reserve, under the current context, the span of an execution that starts here and
+        ends in another process, which writes it then (``tracing.reserved_parent``,
+        ``tracing.opening_reserved``): its ids as text for the messages to carry, or None."""
+        return self._tracker.reserve_span(tracing.current_context(), name)
+
     def flush(self) -> None:
         """Export now what this process recorded: the framework is about to end it without
         interpreter shutdown (a recycled pool child). Never raises."""

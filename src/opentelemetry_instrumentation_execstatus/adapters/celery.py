@@ -46,6 +46,14 @@ the attempt that retried it, so the wait before each retry is the time in ``retr
 countdown and its queue); it is received ``retrying`` still, and an ETA it has is that wait.
 Clocks of different machines may disagree: a negative time clamps to 0.
 
+Canvases: a chain or a chord is a pipeline run (``celery_canvas``), named by its kind and the
+task whose result is its own (``chain tasks.add``), with the id of that result, the one
+``apply_async()`` returned. The process that applies it reserves the run's span
+(``reserved_spans``) and its messages carry it; each of its tasks runs under it, and the pool
+process that runs its last task, or the link that breaks it, or the header task after which
+Celery fails the chord, writes it: ``running`` from the canvas's publish to that end. A
+retried task stays in its run, its next attempt under the attempt that retried it.
+
 Workers: the worker's start (``worker_ready``) and each pool process's (``worker_process_init``)
 are spawns; ``heartbeat_sent`` is a health check that passed; a warm shutdown is a drain whose
 duration is recorded when the worker has shut down (a cold one is a failed drain). Each pool
@@ -65,9 +73,12 @@ from collections.abc import Hashable, Mapping, MutableMapping
 from typing import Any, Callable, Final, NamedTuple
 
 from opentelemetry_instrumentation_execstatus import tracing
+from opentelemetry_instrumentation_execstatus.adapters import celery_canvas as canvas
 from opentelemetry_instrumentation_execstatus.adapters.base import Adapter
+from opentelemetry_instrumentation_execstatus.adapters.calls import observe_call
+from opentelemetry_instrumentation_execstatus.adapters.outcomes import outcome_of
 from opentelemetry_instrumentation_execstatus.identity import Identity
-from opentelemetry_instrumentation_execstatus.patching import AnyPatch, OnImport
+from opentelemetry_instrumentation_execstatus.patching import AnyPatch, OnImport, Patch
 from opentelemetry_instrumentation_execstatus.safety import guarded
 from opentelemetry_instrumentation_execstatus.semconv import (
     ExecutionLevel,
@@ -92,6 +103,7 @@ _QUEUED, _WAITING, _PENDING = (
     ExecutionStatus.PENDING,
 )
 _RUNNING, _RETRYING = ExecutionStatus.RUNNING, ExecutionStatus.RETRYING
+_SUCCEEDED = ExecutionStatus.SUCCEEDED
 _CANCELLED, _FAILED = ExecutionStatus.CANCELLED, ExecutionStatus.FAILED
 
 # The signals connected, by name, and the method of the adapter each calls.
@@ -126,6 +138,8 @@ class _Attempt(NamedTuple):
     # and what its message carried (reported then, inside that instrumentation's span).
     started: float | None
     carried: Mapping[str, Any] | None
+    run: Mapping[str, Any] | None  # the canvas run it is a task of (``celery_canvas``)
+    fields: Mapping[str, Any]  # its request's fields: what follows it in its run
 
 
 def _carried(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -150,9 +164,16 @@ class CeleryAdapter(Adapter):
         # eager tasks nest in their caller's thread).
         self._running: dict[str, _Attempt] = {}
         self._drain_started: float | None = None
+        # The run the last header task of a chord this thread published belongs to: the
+        # chord's other header tasks, published next, belong to it too.
+        self._publishing = threading.local()
 
     def patches(self) -> list[AnyPatch]:
-        return [OnImport("celery.signals", self._connect)]
+        chord_error = observe_call(on_call=self._on_chord_error, name="celery chord error")
+        return [
+            OnImport("celery.signals", self._connect),
+            Patch("celery.backends.base", "Backend.chord_error_from_stack", chord_error),
+        ]
 
     def _connect(self, signals: Any) -> Callable[[], None]:
         """Connect every receiver (strongly: they are methods of an adapter that lives until
@@ -172,15 +193,101 @@ class CeleryAdapter(Adapter):
     # -- the publishing process -------------------------------------------------------------
 
     @guarded
-    def _on_publish(self, headers: MutableMapping[str, Any] | None = None, **_: Any) -> None:
-        """Stamp the message with its publish time and the current trace context (a retry,
-        published from inside its task: that attempt's), unless
+    def _on_publish(
+        self, headers: MutableMapping[str, Any] | None = None, body: Any = None, **_: Any
+    ) -> None:
+        """Stamp the message with its publish time, the canvas run it belongs to if any, and
+        the trace context its task runs under: its run's span, else the current context (a
+        retry, published from inside its task: that attempt's), unless
         opentelemetry-instrumentation-celery propagates it (its producer span's)."""
         if headers is None or self.is_off():
             return
         headers[PUBLISHED] = time.time()
+        retried = self._running.get(str(headers.get("id"))) if self._running else None
+        run = retried.run if retried is not None else self._run_of(headers, body)
+        if run is not None:
+            headers[canvas.RUN] = run
         if not tracing.is_instrumented_by(CONTRIB_MODULE, CONTRIB_INSTRUMENTOR):
-            tracing.inject(headers)
+            under_run = run is not None and retried is None
+            tracing.inject(
+                headers, tracing.reserved_parent(run[canvas.SPAN]) if under_run else None
+            )
+
+    def _run_of(self, headers: Mapping[str, Any], body: Any) -> dict[str, Any] | None:
+        """The canvas run a message belongs to (``celery_canvas``): the run of the task
+        publishing it, if it is that task's successor there, else the run it starts."""
+        embed = canvas.embed_of(body)
+        publisher = self._running.get(str(headers.get("parent_id"))) if self._running else None
+        if publisher is not None and publisher.run is not None:
+            following, body_ids = canvas.successor_ids(publisher.fields)
+            if canvas.is_successor(headers, following | body_ids):
+                return {**publisher.run, canvas.ROLE: canvas.role_of(headers, embed, body_ids)}
+        kind = canvas.starts_a_run(embed)
+        return None if kind is None else self._new_run(kind, headers, embed)
+
+    def _new_run(
+        self, kind: str, headers: Mapping[str, Any], embed: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """A run starting with this message: its span reserved under the current context
+        (the caller's), to be written by the process that sees the run end."""
+        group = headers.get("group") if kind == "chord" else None
+        last = getattr(self._publishing, "run", None)
+        if group is not None and last is not None and last[0] == group:
+            return last[1]  # another header task of the chord just published
+        name, run_id = canvas.run_name_and_id(kind, embed)
+        span = self.reserve_span(f"RUN {name}")
+        if span is None:
+            return None
+        parent: dict[str, Any] = {}
+        tracing.inject(parent)
+        run = {
+            canvas.RUN_ID: run_id or headers.get("id"),
+            canvas.NAME: name,
+            canvas.PUBLISHED: headers.get(PUBLISHED),
+            canvas.SPAN: span,
+            canvas.PARENT: parent,
+            canvas.ROLE: canvas.role_of(headers, embed, frozenset()),
+        }
+        if group is not None:
+            self._publishing.run = (group, run)
+        return run
+
+    def _task_ended(self, run: Any, status: ExecutionStatus, error_type: Any = None) -> None:
+        """A task of ``run`` (None: of no run) ended in ``status``: the run ends too if that
+        ends it."""
+        if isinstance(run, Mapping) and canvas.ends_run(run.get(canvas.ROLE), status):
+            self._end_run(run, status, error_type)
+
+    def _end_run(self, run: Mapping[str, Any], status: ExecutionStatus, error_type: Any) -> None:
+        """The run ends here: its span is written now, under the ids reserved where it
+        started, from its publish."""
+        run_id = run.get(canvas.RUN_ID)
+        key = self.key("run", str(run_id))
+        identity = self.identity(
+            ExecutionLevel.PIPELINE, pipeline=run.get(canvas.NAME), run_id=run_id
+        )
+        carrier = run.get(canvas.PARENT)
+        parent = tracing.extract(carrier if isinstance(carrier, Mapping) else {})
+        opening = tracing.opening_reserved(parent, run.get(canvas.SPAN))
+        self.report(
+            key, _RUNNING, identity, timestamp=run.get(canvas.PUBLISHED), parent_context=opening
+        )
+        self.report(key, status, identity, error_type=error_type)
+
+    def _on_chord_error(self, _backend: Any, args: tuple, kwargs: dict) -> None:
+        """Celery has decided a chord failed (a header task failed; its body will not run),
+        in the process of the header task that completed it: the chord's run ends here."""
+        if not self._running:
+            return None
+        callback = args[0] if args else kwargs.get("callback")
+        error = args[1] if len(args) > 1 else kwargs.get("exc")
+        options = callback.get("options") if isinstance(callback, Mapping) else None
+        body_id = options.get("task_id") if isinstance(options, Mapping) else None
+        for attempt in list(self._running.values()):
+            if attempt.run is not None and attempt.run.get(canvas.RUN_ID) == body_id:
+                self._end_run(attempt.run, _FAILED, error or "ChordError")
+                break
+        return None
 
     # -- the consumer (the worker's main process) --------------------------------------------
 
@@ -211,6 +318,7 @@ class CeleryAdapter(Adapter):
         key, identity = self._attempt_of(fields, name)
         self._replay(key, identity, _carried(fields), parent_context=tracing.extract(fields))
         self.report(key, _CANCELLED, identity)
+        self._task_ended(fields.get(canvas.RUN), _CANCELLED)
 
     @guarded
     def _on_rejected(self, message: Any = None, **_: Any) -> None:
@@ -230,6 +338,7 @@ class CeleryAdapter(Adapter):
         key, identity = self._attempt_of(headers, name or headers.get("task"))
         self._replay(key, identity, _carried(headers), parent_context=tracing.extract(headers))
         self.report(key, _FAILED, identity, error_type=error_type)
+        self._task_ended(headers.get(canvas.RUN), _FAILED, error_type)
 
     # -- the pool child (or the caller's thread, eagerly) ------------------------------------
 
@@ -244,10 +353,12 @@ class CeleryAdapter(Adapter):
         key, identity = self._attempt_of(fields, task.name, task_id)
         pooled = not getattr(request, "is_eager", False)
         carried = _carried(fields) if pooled else {}
+        run = fields.get(canvas.RUN)
+        run = run if isinstance(run, Mapping) else None
         if tracing.is_instrumented_by(CONTRIB_MODULE, CONTRIB_INSTRUMENTOR):
             # Its prerun receiver may come after this one: its span is not current yet. What
             # this attempt reports waits for the end, inside that span (``_caught_up``).
-            attempt = _Attempt(key, identity, None, pooled, time.time(), carried)
+            attempt = _Attempt(key, identity, None, pooled, time.time(), carried, run, fields)
         else:
             # Eagerly, the body runs in the caller's thread: under its current context.
             parent = tracing.extract(fields) if pooled else None
@@ -255,7 +366,7 @@ class CeleryAdapter(Adapter):
             self.report(key, _RUNNING, identity, parent_context=parent)
             context = self.context_of(key)
             token = None if context is None else tracing.attach(context)
-            attempt = _Attempt(key, identity, token, pooled, None, None)
+            attempt = _Attempt(key, identity, token, pooled, None, None, run, fields)
         with self._lock:
             self._running[str(task_id)] = attempt
         if pooled:
@@ -268,13 +379,15 @@ class CeleryAdapter(Adapter):
         task_id = getattr(getattr(sender, "request", None), "id", None)
         attempt = self._caught_up(task_id)
         if attempt is not None:
-            self.report(attempt.key, ExecutionStatus.SUCCEEDED, attempt.identity)
+            self.report(attempt.key, _SUCCEEDED, attempt.identity)
+            self._task_ended(attempt.run, _SUCCEEDED)
 
     @guarded
     def _on_failure(self, task_id: Any = None, exception: Any = None, **_: Any) -> None:
         attempt = self._caught_up(task_id)
         if attempt is not None:
             self.end(attempt.key, attempt.identity, exception)
+            self._task_ended(attempt.run, outcome_of(exception), exception)
 
     @guarded
     def _on_retry(self, request: Any = None, **_: Any) -> None:
@@ -305,11 +418,14 @@ class CeleryAdapter(Adapter):
             error = sys.exc_info()[1] if state is None else None
             if error is not None:
                 self.end(attempt.key, attempt.identity, error)
+                self._task_ended(attempt.run, outcome_of(error), error)
             else:
                 status = _POSTRUN_STATES.get(state, _CANCELLED)
                 self.report(attempt.key, status, attempt.identity)
                 if status is _RETRYING:
                     self.hand_off(attempt.key)
+                else:
+                    self._task_ended(attempt.run, status)
         if attempt.pooled:
             self.workers.set_state(os.getpid(), WorkerState.AVAILABLE)
 
@@ -338,7 +454,11 @@ class CeleryAdapter(Adapter):
         retries = fields.get("retries") or 0
         # Attempts count from 1, as on every orchestrator: the first run, then each retry.
         attempt = retries + 1 if isinstance(retries, int) else None
-        identity = self.identity(ExecutionLevel.STEP, name=name, run_id=task_id, attempt=attempt)
+        run = fields.get(canvas.RUN)
+        pipeline = run.get(canvas.NAME) if isinstance(run, Mapping) else None
+        identity = self.identity(
+            ExecutionLevel.STEP, name=name, pipeline=pipeline, run_id=task_id, attempt=attempt
+        )
         return self.key(str(task_id), retries), identity
 
     def _replay(
