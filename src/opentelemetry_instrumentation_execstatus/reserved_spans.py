@@ -154,7 +154,8 @@ def _sdk_tracer(tracer: Any) -> Any:
     """The tracer that makes the spans: a proxy tracer's real one, once there is one."""
     if hasattr(tracer, "id_generator"):
         return tracer
-    return getattr(tracer, "_real_tracer", None)
+    resolved = getattr(tracer, "_tracer", None)  # a proxy's, resolved now if it can be
+    return resolved if hasattr(resolved, "id_generator") else None
 
 
 def _generated(generator: Any, method: str, bits: int) -> int:

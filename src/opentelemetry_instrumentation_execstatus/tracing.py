@@ -92,7 +92,8 @@ def reserved_parent(reserved: Any) -> Context | None:
 def opening_reserved(parent_context: Context, reserved: Any) -> Context:
     """``parent_context``, so that the execution whose first status is reported under it
     opens the span reserved as ``reserved`` (its ids, chosen where it started); unchanged if
-    ``reserved`` is not a reservation."""
+    ``reserved`` is not a reservation. Only for an execution that has a span (not an item
+    without one, whose children would inherit the mark)."""
     span_context = reserved_spans.parse(reserved)
     if span_context is None:
         return parent_context

@@ -60,7 +60,8 @@ duration is recorded when the worker has shut down (a cold one is a failed drain
 process is a worker of its own in the count, available, busy while it runs a task, offline
 when it shuts down. A pool child exits without interpreter shutdown (recycled by
 ``worker_max_tasks_per_child``, or stopped with its worker), so it exports what it recorded at
-``worker_process_shutdown``.
+``worker_process_shutdown``. A pool process that exits before it is up is a failed spawn,
+counted by the worker's main process with its reason (see ``celery_pool``).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ from opentelemetry_instrumentation_execstatus import tracing
 from opentelemetry_instrumentation_execstatus.adapters import celery_canvas as canvas
 from opentelemetry_instrumentation_execstatus.adapters.base import Adapter
 from opentelemetry_instrumentation_execstatus.adapters.calls import observe_call
+from opentelemetry_instrumentation_execstatus.adapters.celery_pool import PoolStarts
 from opentelemetry_instrumentation_execstatus.adapters.outcomes import outcome_of
 from opentelemetry_instrumentation_execstatus.identity import Identity
 from opentelemetry_instrumentation_execstatus.patching import AnyPatch, OnImport, Patch
@@ -173,6 +175,7 @@ class CeleryAdapter(Adapter):
         return [
             OnImport("celery.signals", self._connect),
             Patch("celery.backends.base", "Backend.chord_error_from_stack", chord_error),
+            *PoolStarts(self.workers).patches(),
         ]
 
     def _connect(self, signals: Any) -> Callable[[], None]:
@@ -217,13 +220,27 @@ class CeleryAdapter(Adapter):
         """The canvas run a message belongs to (``celery_canvas``): the run of the task
         publishing it, if it is that task's successor there, else the run it starts."""
         embed = canvas.embed_of(body)
-        publisher = self._running.get(str(headers.get("parent_id"))) if self._running else None
-        if publisher is not None and publisher.run is not None:
+        for publisher in self._publishers(headers):
+            if publisher.run is None:
+                continue
             following, body_ids = canvas.successor_ids(publisher.fields)
             if canvas.is_successor(headers, following | body_ids):
                 return {**publisher.run, canvas.ROLE: canvas.role_of(headers, embed, body_ids)}
         kind = canvas.starts_a_run(embed)
         return None if kind is None else self._new_run(kind, headers, embed)
+
+    def _publishers(self, headers: Mapping[str, Any]) -> list[_Attempt]:
+        """The attempts that may be publishing a message: its parent's, and the task running
+        in this thread. Before 5.7, Celery gives the body of a chord that a task applied
+        (``a | chord(...)``) the chord's own parent as ``parent_id``, not the header task
+        that completes the chord and publishes the body."""
+        if not self._running:
+            return []
+        from celery import current_task  # a proxy of the task running in this thread
+
+        running = getattr(getattr(current_task, "request", None), "id", None)
+        ids = {str(headers.get("parent_id")), str(running)}
+        return [self._running[task_id] for task_id in ids if task_id in self._running]
 
     def _new_run(
         self, kind: str, headers: Mapping[str, Any], embed: Mapping[str, Any]
