@@ -8,7 +8,9 @@ per task and one ``flower.task.runtime.seconds`` sample, and, where the task is 
 ``apply_async/<task>`` span; next to it, ours makes no span of its own and puts its status
 events in contrib's ``run/<task>`` span.
 
-Two workloads, each one interleaved measurement (``harness.measure``) of its cases:
+Three workloads: two in this process, each one interleaved measurement (``harness.measure``)
+of its cases, and one through a real broker and a real prefork worker, in processes of their
+own (``bench_celery_worker``: its figures, what each case emits there and how it is checked):
 
 - **eager** (``task_always_eager``: ``delay()`` runs the task in the caller's thread, with
   only the running side's signals; unit: a task, its ``EagerResult`` read): bare; ours with a
@@ -58,6 +60,17 @@ from dataclasses import replace
 from functools import partial
 from typing import Any, Callable, NamedTuple
 
+from bench_celery_worker import (
+    BARE,
+    BOTH,
+    CONTRIB,
+    CONTRIB_RUNTIME,
+    OURS,
+    SUITE,
+    TASK,
+    TRANSITIONS,
+    through_a_prefork_worker,
+)
 from celery import Celery, signals
 from celery.contrib.testing.worker import start_worker
 from harness import (
@@ -91,8 +104,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from opentelemetry_instrumentation_execstatus.adapters.celery import _RECEIVERS
 
-SUITE = "celery"
-TASK = "bench.constant"
 EAGER_TASKS_PER_BLOCK = 400  # below the batch span processor's queue (2048): none dropped
 EAGER_ROUNDS = 40
 BATCH = 50  # tasks published, then read back, per iteration through the worker
@@ -101,15 +112,9 @@ WORKER_ROUNDS = 40
 TIMEOUT = 30.0
 RESULT_POLL = 0.001  # seconds between reads of a result not stored yet
 
-BARE = "bare"
-OURS = "execstatus, SDK"
 OURS_NO_SDK = "execstatus, no SDK"
 NO_OP = "no-op receivers on the same signals"
-CONTRIB = "opentelemetry-instrumentation-celery"
-BOTH = "execstatus with opentelemetry-instrumentation-celery"
 
-TRANSITIONS = "execution.status_transition.duration"
-CONTRIB_RUNTIME = "flower.task.runtime.seconds"
 EAGER, WORKER = "eager", "worker"
 
 # What each emits per task: its spans (name, with the statuses of its status-change events),
@@ -634,7 +639,7 @@ def main() -> None:
     results = Results(
         SUITE, versions=versions("celery", "kombu", "opentelemetry-instrumentation-celery")
     )
-    for workload in (eager, through_a_worker):
+    for workload in (eager, through_a_worker, through_a_prefork_worker):
         rows, facts = workload(options.quick)
         results.rows += rows
         results.facts.update(facts)
@@ -642,7 +647,7 @@ def main() -> None:
         f"a task returning a constant: eagerly (task_always_eager, delay() and its result), and "
         f"through Celery's test worker (solo pool on a thread, memory transport polled every "
         f"10 ms, cache+memory results) in batches of {BATCH} delay() then each result read; "
-        f"per task"
+        f"and through a real prefork worker on Redis (prefork worker: workload); per task"
     )
     finish(results, options.out)
 

@@ -1,5 +1,5 @@
-"""benchmarks/bench_celery.py runs on the real Celery (eagerly and through its test worker) and
-writes the rows the report reads.
+"""benchmarks/bench_celery.py runs on the real Celery (eagerly, through its test worker, and
+through a real prefork worker on Redis) and writes the rows the report reads.
 
 A ``--quick`` run: its timings are noise, so only the results' shape is checked (every row,
 its subject, baseline and unit, with usable numbers), never a ratio's value.
@@ -23,6 +23,7 @@ AGAINST_PEER = "eager, peers: added per task vs contrib's and the SDK calls we m
 ADDED_TO_PEER = "eager, with contrib: added per task to contrib vs the SDK calls we add to it"
 WORKER_VS_BARE = "worker, per task: instrumented vs bare"
 WORKER_FLOOR = "worker, per task: added per task vs the same SDK calls"
+PREFORK_FIGURES = ("per task", "CPU per task")  # the wall time, and the processes' CPU
 EXPECTED = {
     *((EAGER_VS_BARE, subject, "bare", "task") for subject in (OURS, NO_SDK, NO_OP, CONTRIB, BOTH)),
     (EAGER_FLOOR, OURS, OUR_FLOOR, "task, added"),
@@ -41,6 +42,37 @@ EXPECTED = {
     (WORKER_VS_BARE, CONTRIB, "bare", "task"),
     (WORKER_FLOOR, OURS, OUR_FLOOR, "task, added"),
     ("worker, peers: added per task vs contrib's", OURS, CONTRIB, "task, added"),
+    *(
+        row
+        for figure in PREFORK_FIGURES
+        for row in (
+            *(
+                (f"prefork worker, {figure}: instrumented vs bare", subject, "bare", "task")
+                for subject in (OURS, CONTRIB, BOTH)
+            ),
+            (f"prefork worker, {figure}, peers: added vs contrib's", OURS, CONTRIB, "task, added"),
+            (
+                f"prefork worker, {figure}, with contrib: both on vs contrib alone",
+                BOTH,
+                CONTRIB,
+                "task",
+            ),
+        )
+    ),
+}
+# What one task emits through the prefork worker, as it arrived over OTLP, process by process.
+PREFORK_RUN = "(queued, pending, running, succeeded)"
+PREFORK_EMITTED = {
+    OURS: (
+        "per task: client: nothing; worker's main process: nothing; pool child: "
+        f"1 span bench.constant {PREFORK_RUN}, 3 samples execution.status_transition.duration"
+    ),
+    BOTH: (
+        "per task: client: 1 span apply_async/bench.constant; worker's main process: nothing; "
+        f"pool child: 1 span run/bench.constant {PREFORK_RUN}, "
+        "3 samples execution.status_transition.duration, 1 sample flower.task.runtime.seconds"
+    ),
+    "bare": "nothing: no span, no sample of either",
 }
 
 
@@ -84,4 +116,15 @@ def test_quick_run_writes_every_row(tmp_path: Path) -> None:
     assert facts[f"eager: {NO_OP}"] == (
         "one on each of the adapter's 16 signals: 3 receiver calls per task"
     )
+    for case, emitted in PREFORK_EMITTED.items():
+        assert facts[f"prefork worker: {case} emitted"] == emitted
+    # Contrib's pool children lose what they hold at exit (opentelemetry-python-contrib#4916):
+    # what arrived is counted, not required; its client's spans all arrive.
+    assert facts[f"prefork worker: {CONTRIB} emitted"].startswith(
+        "per task, at most: client: 1 span apply_async/bench.constant; worker's main process: "
+        "nothing; pool child: 1 span run/bench.constant, 1 sample flower.task.runtime.seconds; "
+        "arrived, run by run, of 55 tasks each: spans apply_async/bench.constant from the "
+        "client: 55;"
+    )
+    assert "execstatus, SDK: " in facts["prefork worker: measured"]
     assert document["versions"]["celery"].startswith("5.")

@@ -46,13 +46,14 @@ class CeleryEnvironment:
     otlp_endpoint: str
     directory: Path  # logs and the exporters' pid-stamping hook
     extra: dict[str, str] = field(default_factory=dict)
+    apps: Path = APPS  # where the processes import their application from
 
     def environment(self, service_name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
         """This process's environment without its OTEL_* settings, plus the test's: OTLP/HTTP
         to the receiver, each request saying its process's pid, the apps importable."""
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         stamping = pid_stamping_environment(self.directory / "pid-stamping")
-        python_path = [str(APPS), stamping.pop("PYTHONPATH"), inherited.get("PYTHONPATH", "")]
+        python_path = [str(self.apps), stamping.pop("PYTHONPATH"), inherited.get("PYTHONPATH", "")]
         return {
             **inherited,
             **stamping,
