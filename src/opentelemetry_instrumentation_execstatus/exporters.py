@@ -33,6 +33,7 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 
+from opentelemetry_instrumentation_execstatus.forked_metrics import forget_parent_measurements
 from opentelemetry_instrumentation_execstatus.forking import after_fork_in_child
 from opentelemetry_instrumentation_execstatus.safety import report_internal_error
 
@@ -44,15 +45,17 @@ should not hang on an endpoint that does not answer."""
 class Exporters:
     """The exporters behind the tracer and meter providers the instrumentation records to."""
 
-    __slots__ = ("__weakref__", "_meter_provider", "_tracer_provider")
+    __slots__ = ("__weakref__", "_meter_provider", "_meter_scope", "_tracer_provider")
 
     def __init__(
         self,
         tracer_provider: trace.TracerProvider | None,
         meter_provider: metrics.MeterProvider | None,
+        meter_scope: str,
     ) -> None:
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
+        self._meter_scope = meter_scope  # whose instruments' measurements a child forgets
         after_fork_in_child(self._after_fork)
 
     def flush(self, timeout_millis: int = FLUSH_TIMEOUT_MILLIS) -> None:
@@ -90,9 +93,11 @@ class Exporters:
         )
 
     def _after_fork(self) -> None:
-        """In a forked child: each periodic metric reader gets an export lock of its own, and
-        each exporter's session connection pools of its own."""
+        """In a forked child: the instrumentation's instruments forget the parent's
+        measurements (``forked_metrics``), each periodic metric reader gets an export lock of
+        its own, and each exporter's session connection pools of its own."""
         tracer_provider, meter_provider = self._providers()
+        forget_parent_measurements(meter_provider, self._meter_scope)
         readers = _metric_readers(meter_provider)
         for reader in readers:
             try:

@@ -24,9 +24,10 @@ SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
 
 class Telemetry(NamedTuple):
     """The core of one instrumentation: its options, tracker, worker recorder and its
-    providers' exporters (flushed on request, reconnected in a forked child). A named tuple,
-    not a dataclass: it is defined at every instrumented process's start, and a frozen
-    dataclass takes several times as long to define."""
+    providers' exporters (flushed on request, reconnected in a forked child, where its
+    instruments forget the parent's measurements). A named tuple, not a dataclass: it is
+    defined at every instrumented process's start, and a frozen dataclass takes several times
+    as long to define."""
 
     config: ExecStatusConfig
     tracker: StatusTracker
@@ -52,7 +53,7 @@ class Telemetry(NamedTuple):
             config=config,
             tracker=StatusTracker(tracer, instruments, config, sinks),
             workers=WorkerRecorder(instruments, sinks, max_workers=config.max_in_flight),
-            exporters=Exporters(tracer_provider, meter_provider),
+            exporters=Exporters(tracer_provider, meter_provider, INSTRUMENTATION_NAME),
         )
 
     def close(self) -> None:
