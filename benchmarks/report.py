@@ -51,7 +51,7 @@ def table(documents: list[dict[str, Any]]) -> list[str]:
             if unit.endswith(ADDED):  # two added costs compared: their difference says nothing
                 added = ""
                 unit = unit[: -len(ADDED)]
-                times = f"+{row['subject_us']:.2f} µs | +{row['baseline_us']:.2f} µs"
+                times = f"{row['subject_us']:+.2f} µs | {row['baseline_us']:+.2f} µs"
             elif unit == START:
                 added = f"{(row['subject_us'] - row['baseline_us']) / 1e3:+.1f} ms"
                 times = f"{row['subject_us'] / 1e3:.1f} ms | {row['baseline_us'] / 1e3:.1f} ms"
