@@ -131,9 +131,12 @@ def test_two_processes_share_the_database(
 ) -> None:
     """This process queues nodes (an API server); another one runs them (the orchestrator)."""
     otel = instrument()
+    before_queueing = time.monotonic()
     ids = nodes.queue("train", "evaluate")
     time.sleep(0.2)
     documents = run_instrumented(HERE / "tangle_orchestrator.py", nodes.database.url)
+    # The most a node can have been queued: from before it was queued to the other's exit.
+    longest = time.monotonic() - before_queueing
 
     # The other process measured the queue time from the history this one wrote.
     queued = [
@@ -147,7 +150,7 @@ def test_two_processes_share_the_database(
     ) == [("evaluate", "starting"), ("train", "starting")]
     for point in queued:
         assert point["count"] == 1
-        assert 0.2 <= point["sum"] < 10
+        assert 0.2 <= point["sum"] <= longest
 
     spans = {span["name"]: span for span in console_spans(documents)}
     assert set(spans) == {"train", "evaluate"}
