@@ -132,6 +132,23 @@ def test_a_retry_is_a_second_attempt_whose_wait_is_the_time_retrying(worker_app)
     assert wait.sum >= 0.15  # about the countdown (its ETA is set just before the publish)
 
 
+def test_a_retry_received_after_its_countdown_is_retrying_until_it_runs(worker_app):
+    """A retry with no countdown left when the worker receives it (here none at all; on a
+    loaded machine, a short one) is not ``pending`` meanwhile: all of its wait is the retry's."""
+    app, otel = worker_app
+    assert app.tasks["in_process.flaky"].delay(0).get(timeout=TIMEOUT) == "done"
+    _wait_for_spans(otel, 2)
+    _first, second = sorted(otel.spans(), key=lambda span: span.attributes["execution.attempt"])
+    assert _statuses(second) == ["retrying", "running", "succeeded"]
+    assert otel.transition_counts(cicd_pipeline_task_name="in_process.flaky") == {
+        ("queued", "pending"): 1,
+        ("pending", "running"): 1,
+        ("running", "retrying"): 1,
+        ("retrying", "running"): 1,
+        ("running", "succeeded"): 1,
+    }
+
+
 def test_an_eager_task_runs_in_the_callers_trace(instrument):
     otel = instrument()
     app = _app(task_always_eager=True)

@@ -483,20 +483,19 @@ class CeleryAdapter(Adapter):
     ) -> None:
         """Report, at their own times, the statuses the attempt went through before this
         process: published (``queued``, a retry ``retrying``), then received (``waiting`` for
-        an ETA ahead, else ``pending``; a retry held for its ETA is still waiting to be
-        retried)."""
+        an ETA ahead, else ``pending``). A retry is ``retrying`` until it runs, whether its
+        countdown was still ahead when a worker received it or not: the wait before a retry
+        is all its time in ``retrying``."""
         retried = bool(carried.get("retries"))
         published = carried.get(PUBLISHED)
         if published is not None:
             first = _RETRYING if retried else _QUEUED
             self.report(key, first, identity, timestamp=published, **tracking)
         received = carried.get(RECEIVED)
-        if received is None:
+        if received is None or retried:
             return
-        if not carried.get(ETA_AHEAD):
-            self.report(key, _PENDING, identity, timestamp=received, **tracking)
-        elif not retried:
-            self.report(key, _WAITING, identity, timestamp=received, **tracking)
+        status = _WAITING if carried.get(ETA_AHEAD) else _PENDING
+        self.report(key, status, identity, timestamp=received, **tracking)
 
     # -- workers ------------------------------------------------------------------------------
 
