@@ -22,6 +22,7 @@ _instruments_any: tuple[str, ...] = (
     "loom-kernel >= 9.0, < 10",
     "sqlalchemy >= 2.0, < 3",
     "celery >= 5.3, < 6",
+    "distributed >= 2024.1",
     "opentelemetry-api >= 1.33",
 )
 

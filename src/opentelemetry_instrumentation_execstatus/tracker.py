@@ -125,6 +125,38 @@ class StatusTracker:
             except Exception:
                 report_internal_error("StatusTracker.end_in_flight")
 
+    def kept_series(self, identity: Identity) -> Execution:
+        """The labels of executions whose state the framework keeps itself, one series per
+        identity (a task prefix: Dask's scheduler holds millions of tasks, each in one of a
+        few states, and a span or an in-flight record each would cost more than the
+        scheduler spends on them): for ``kept_change``, made once and reused. Its names are
+        admitted through the cardinality cap as an execution's are."""
+        series = Execution(identity, False, False, False)
+        self._metrics.admit(series)
+        return series
+
+    def kept_change(
+        self,
+        series: Execution,
+        previous: ExecutionStatus | None,
+        current: ExecutionStatus,
+        elapsed_ns: int,
+    ) -> None:
+        """One execution of ``series`` went from ``previous`` (None: it was not counted
+        before) to ``current`` after ``elapsed_ns`` in ``previous`` (negative: 0): the
+        sample on ``execution.status_transition.duration`` and the move of
+        ``execution.active``; nothing is kept here, no span is made. Never raises."""
+        try:
+            if self._sinks.off_here():
+                return
+            active = series.active_series
+            entering = None if current in FINAL_STATUSES else active[current]
+            self._metrics.move_active(active[previous], entering)
+            if previous is not None:
+                self._metrics.record_transition(series, previous, current, elapsed_ns)
+        except Exception:
+            report_internal_error("StatusTracker.kept_change")
+
     def reserve_span(self, parent_context: Context, name: str) -> str | None:
         """Reserve, under ``parent_context``, the span of an execution another process will
         write (``reserved_spans``): its ids as text, None if reserving failed."""

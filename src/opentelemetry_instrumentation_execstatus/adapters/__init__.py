@@ -52,6 +52,7 @@ ADAPTERS: tuple[Listed, ...] = (
     Listed("sqlalchemy", "sqlalchemy", "sqlalchemy", ".sqlalchemy", "SQLAlchemyAdapter"),
     Listed("tangle", "tangle", "cloud_pipelines_backend", ".tangle", "TangleAdapter"),
     Listed("celery", "celery", "celery", ".celery", "CeleryAdapter"),
+    Listed("dask", "dask", "distributed", ".dask", "DaskAdapter"),
 )
 
 

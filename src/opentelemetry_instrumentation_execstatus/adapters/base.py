@@ -233,6 +233,23 @@ class Adapter(ABC):
         status, and the process that takes it over carries on (``StatusTracker.hand_off``)."""
         self._tracker.hand_off(key)
 
+    def kept_series(self, identity: Identity) -> Any:
+        """The labels of executions whose state the framework keeps itself, too many for an
+        in-flight record each (``StatusTracker.kept_series``): made once per identity."""
+        return self._tracker.kept_series(identity)
+
+    def kept_change(
+        self,
+        series: Any,
+        previous: ExecutionStatus | None,
+        current: ExecutionStatus,
+        elapsed_ns: int,
+    ) -> None:
+        """One execution of ``series`` went from ``previous`` to ``current`` after
+        ``elapsed_ns`` in ``previous``: its sample and ``execution.active``, nothing else
+        (``StatusTracker.kept_change``)."""
+        self._tracker.kept_change(series, previous, current, elapsed_ns)
+
     def reserve_span(self, name: str) -> str | None:
         """Reserve, under the current context, the span of an execution that starts here and
         ends in another process, which writes it then (``tracing.reserved_parent``,
@@ -256,6 +273,11 @@ class Adapter(ABC):
     def max_in_flight(self) -> int:
         """The cap an adapter's own per-execution state keeps to, like the tracker's."""
         return self._telemetry.config.max_in_flight
+
+    @property
+    def name_cardinality_limit(self) -> int:
+        """How many distinct names an adapter's own per-name state keeps, like the metrics."""
+        return self._telemetry.config.name_cardinality_limit
 
     @property
     def item_spans(self) -> bool:

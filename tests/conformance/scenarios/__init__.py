@@ -70,6 +70,7 @@ SCENARIOS: Mapping[str, str] = {
     "sqlalchemy": "conformance.scenarios.sqlalchemy",
     "tangle": "conformance.scenarios.tangle",
     "celery": "conformance.scenarios.celery",
+    "dask": "conformance.scenarios.dask",
 }
 """Adapter name -> the module of its scenario."""
 
