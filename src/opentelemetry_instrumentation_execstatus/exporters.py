@@ -34,7 +34,7 @@ from typing import Any
 from opentelemetry import metrics, trace
 
 from opentelemetry_instrumentation_execstatus.forked_metrics import forget_parent_measurements
-from opentelemetry_instrumentation_execstatus.forking import after_fork_in_child
+from opentelemetry_instrumentation_execstatus.forking import after_fork_in_child, new_lock_like
 from opentelemetry_instrumentation_execstatus.safety import report_internal_error
 
 FLUSH_TIMEOUT_MILLIS = 5_000
@@ -133,16 +133,13 @@ def _metric_readers(provider: Any) -> list[Any]:
     return list(readers) if isinstance(readers, (list, tuple)) else []
 
 
-# The type of a plain lock (``threading.Lock`` is a factory, not the type).
-_LOCK_TYPE = type(threading.Lock())
-
-
 def _fresh_export_lock(reader: Any) -> None:
     """A new ``_export_lock`` for a periodic exporting reader. The SDK re-creates the reader's
     thread in a forked child but not this lock: one its thread held in the parent at the fork
     (an export under way) stays held in the child, whose exports then wait forever."""
-    if isinstance(getattr(reader, "_export_lock", None), _LOCK_TYPE):
-        reader._export_lock = threading.Lock()
+    new_lock = new_lock_like(getattr(reader, "_export_lock", None))
+    if new_lock is not None:
+        reader._export_lock = new_lock
 
 
 _EXPORTER_MODULES = "opentelemetry.exporter"

@@ -30,15 +30,11 @@ in 1.45. Each step is guarded: an SDK that keeps them elsewhere is left as it wa
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from opentelemetry_instrumentation_execstatus.forking import new_lock_like
 from opentelemetry_instrumentation_execstatus.safety import report_internal_error
-
-# The types of the locks the SDK uses (``threading.Lock`` and ``RLock`` are factories).
-_LOCK_TYPE = type(threading.Lock())
-_RLOCK_TYPE = type(threading.RLock())
 
 
 def forget_parent_measurements(meter_provider: Any, scope_name: str) -> None:
@@ -74,12 +70,10 @@ def _emptied(match: Any) -> None:
     """A match with no aggregation and a new lock; left as it was unless both are where the
     SDK keeps them (a table emptied under a lock the child cannot take would make every next
     measurement wait for it)."""
-    lock = getattr(match, "_lock", None)
-    if not isinstance(lock, (_LOCK_TYPE, _RLOCK_TYPE)) or not isinstance(
-        getattr(match, "_attributes_aggregation", None), dict
-    ):
+    new_lock = new_lock_like(getattr(match, "_lock", None))
+    if new_lock is None or not isinstance(getattr(match, "_attributes_aggregation", None), dict):
         return
-    match._lock = threading.Lock() if isinstance(lock, _LOCK_TYPE) else threading.RLock()
+    match._lock = new_lock
     match._attributes_aggregation = {}
     # SDK 1.45, delta temporality: the start of the next aggregations (the last collection's,
     # the parent's); without it they start when first measured, in the child.

@@ -23,6 +23,17 @@ _callbacks: list[_Callback] = []
 _callbacks_lock = threading.Lock()
 
 
+# What makes a new lock of each kind (the lock types themselves cannot be instantiated).
+_NEW_LOCKS = {type(threading.Lock()): threading.Lock, type(threading.RLock()): threading.RLock}
+
+
+def new_lock_like(value: object) -> threading.Lock | threading.RLock | None:
+    """A new, free lock of ``value``'s kind (``Lock`` or ``RLock``), for a forked child to
+    replace one a parent thread may have held at the fork; None if ``value`` is no lock."""
+    make = _NEW_LOCKS.get(type(value))
+    return None if make is None else make()
+
+
 def after_fork_in_child(callback: Callable[[], None]) -> None:
     """Run ``callback`` in every forked child. A bound method is held weakly, so registering
     never keeps an uninstrumented tracker or recorder alive."""

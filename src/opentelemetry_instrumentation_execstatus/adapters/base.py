@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import logging
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
@@ -32,7 +31,7 @@ from opentelemetry_instrumentation_execstatus import tracing
 from opentelemetry_instrumentation_execstatus.adapters.calls import observe_call
 from opentelemetry_instrumentation_execstatus.adapters.outcomes import outcome_of, reported_error
 from opentelemetry_instrumentation_execstatus.clock import Timestamp
-from opentelemetry_instrumentation_execstatus.forking import after_fork_in_child
+from opentelemetry_instrumentation_execstatus.forking import after_fork_in_child, new_lock_like
 from opentelemetry_instrumentation_execstatus.identity import Identity
 from opentelemetry_instrumentation_execstatus.patching import AnyPatch, Wrapper
 from opentelemetry_instrumentation_execstatus.semconv import (
@@ -289,13 +288,9 @@ class Adapter(ABC):
         """Re-create the adapter's locks in a forked child: one that a parent thread held at
         fork would never be released there, and the child's next call would hang."""
         for attribute, value in list(vars(self).items()):
-            new_lock = _NEW_LOCKS.get(type(value))
+            new_lock = new_lock_like(value)
             if new_lock is not None:
-                setattr(self, attribute, new_lock())
-
-
-# What makes a new lock of each kind (the lock types themselves cannot be instantiated).
-_NEW_LOCKS = {type(threading.Lock()): threading.Lock, type(threading.RLock()): threading.RLock}
+                setattr(self, attribute, new_lock)
 
 
 def installed_version(distribution: str) -> str | None:
