@@ -7,8 +7,10 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,29 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from opentelemetry_instrumentation_execstatus import telemetry
+
+
+@contextmanager
+def held_by_another_thread(*locks: Any, seconds: float = 30.0) -> Iterator[None]:
+    """Another thread holds ``locks`` for the whole block (at most ``seconds``), as a thread
+    of a parent in the middle of an export or a report would at the moment of a fork."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with ExitStack() as stack:
+            for lock in locks:
+                stack.enter_context(lock)
+            held.set()
+            release.wait(seconds)
+
+    thread = threading.Thread(target=hold, name="lock-holder", daemon=True)
+    thread.start()
+    assert held.wait(seconds), "the holder thread could not take the locks"
+    try:
+        yield
+    finally:
+        release.set()
+        thread.join(seconds)
 
 
 class Telemetry:

@@ -20,6 +20,7 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from otlp_receiver import OtlpReceiver, PidStampingSession
+from support import held_by_another_thread
 
 from opentelemetry_instrumentation_execstatus import (
     ExecStatusInstrumentor,
@@ -139,25 +140,12 @@ def test_a_pool_lock_held_by_a_parent_thread_at_fork_does_not_hang_the_child(
     tracer_provider, _ = providers
     _spans(tracer_provider, ["parent before"])
     pools = span_session.adapters["http://"].poolmanager.pools
-    held, release = threading.Event(), threading.Event()
-
-    def hold_the_pools_lock() -> None:
-        with pools.lock:
-            held.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=hold_the_pools_lock)
-    holder.start()
-    held.wait(5)
-    try:
+    with held_by_another_thread(pools.lock):
         child = multiprocessing.get_context("fork").Process(
             target=_spans, args=(tracer_provider, ["child"])
         )
         child.start()
         child.join(timeout=20)
-    finally:
-        release.set()
-        holder.join()
     assert child.exitcode == 0, "the child hung on a lock its parent held"
     assert [span.name for span in receiver.spans()] == ["parent before", "child"]
 
@@ -169,23 +157,10 @@ def test_a_metric_export_under_way_at_the_fork_does_not_stop_the_childs(
     the child's flush still exports its metrics, within the flush's bound."""
     _, meter_provider = providers
     (reader,) = exporters._metric_readers(meter_provider)
-    held, release = threading.Event(), threading.Event()
-
-    def exporting() -> None:
-        with reader._export_lock:
-            held.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=exporting)
-    holder.start()
-    held.wait(5)
-    try:
+    with held_by_another_thread(reader._export_lock):
         child = multiprocessing.get_context("fork").Process(target=_worker_spawned_and_flushed)
         child.start()
         child.join(timeout=20)
-    finally:
-        release.set()
-        holder.join()
     assert child.exitcode == 0, "the child hung on its parent's export lock"
     spawns = [p for p in receiver.points("execution.worker.spawns") if p.pid == child.pid]
     assert [point.value for point in spawns] == [1]

@@ -9,7 +9,6 @@ that a parent thread held at the fork does not stop the child (opentelemetry-pyt
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -30,6 +29,7 @@ from opentelemetry.sdk.metrics import (
 from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from otlp_receiver import OtlpReceiver, PidStampingSession, Point
+from support import held_by_another_thread
 
 from opentelemetry_instrumentation_execstatus import (
     ExecStatusInstrumentor,
@@ -203,21 +203,8 @@ def test_an_aggregation_lock_held_at_the_fork_does_not_stop_the_child(
     ]
     (match,) = matches
     (aggregation,) = match._attributes_aggregation.values()
-    held, release = threading.Event(), threading.Event()
-
-    def recording() -> None:
-        with match._lock, aggregation._lock:
-            held.set()
-            release.wait(2 * CHILD_TIMEOUT)
-
-    holder = threading.Thread(target=recording)
-    holder.start()
-    assert held.wait(5)
-    try:
+    with held_by_another_thread(match._lock, aggregation._lock, seconds=2 * CHILD_TIMEOUT):
         child = _in_child(_spawned_and_flushed)
-    finally:
-        release.set()
-        holder.join()
     meter_provider.force_flush()
 
     assert _total(receiver, SPAWNS, child, temporality) == 1

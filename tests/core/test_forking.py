@@ -6,6 +6,7 @@ import os
 import threading
 
 import pytest
+from support import held_by_another_thread
 
 from opentelemetry_instrumentation_execstatus import telemetry
 from opentelemetry_instrumentation_execstatus.adapters import Adapter
@@ -32,23 +33,10 @@ class _LockingAdapter(Adapter):
 def test_an_adapters_locks_held_at_fork_are_free_in_the_child(instrument):
     instrument()
     adapter = _LockingAdapter(telemetry.current())
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with adapter._lock, adapter._ledger_lock:
-            held.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    held.wait(10)
-    try:
+    with held_by_another_thread(adapter._lock, adapter._ledger_lock, seconds=10):
         pid = os.fork()
         if pid == 0:  # the child: both locks must be free at once
             free = adapter._lock.acquire(timeout=2) and adapter._ledger_lock.acquire(timeout=2)
             os._exit(0 if free else 1)
         _, status = os.waitpid(pid, 0)
-    finally:
-        release.set()
-        holder.join(10)
     assert os.waitstatus_to_exitcode(status) == 0, "the child found an adapter lock held"

@@ -26,7 +26,6 @@ import traceback
 import warnings
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Callable
 
 import pytest
@@ -38,7 +37,7 @@ from opentelemetry.sdk.metrics.view import DropAggregation, View
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from support import Telemetry, known_workers
+from support import Telemetry, held_by_another_thread, known_workers
 
 from opentelemetry_instrumentation_execstatus import ExecStatusInstrumentor, api, telemetry
 
@@ -110,27 +109,6 @@ def _read_until_eof(fd: int, deadline: float) -> bytes | None:
             if not chunk:
                 return b"".join(chunks)
             chunks.append(chunk)
-
-
-@contextmanager
-def held_by_another_thread(lock: Any) -> Iterator[None]:
-    """Another thread holds ``lock`` for the whole block, as a parent thread in the middle of
-    a report would at the moment of a fork."""
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with lock:
-            held.set()
-            release.wait(4 * CHILD_TIMEOUT)
-
-    thread = threading.Thread(target=hold, name="lock-holder", daemon=True)
-    thread.start()
-    assert held.wait(CHILD_TIMEOUT), "the holder thread could not take the lock"
-    try:
-        yield
-    finally:
-        release.set()
-        thread.join(CHILD_TIMEOUT)
 
 
 def live_telemetry() -> Any:
@@ -269,7 +247,7 @@ def test_child_reports_while_a_parent_thread_held_a_lock(instrument, which):
         work = reinstrumenting_child_pipeline
     else:  # the child's run reuses the id the parent has in flight (and whose lock is held)
         work = functools.partial(child_pipeline, otel, ledger, run="held-run")
-    with held_by_another_thread(lock):
+    with held_by_another_thread(lock, seconds=4 * CHILD_TIMEOUT):
         seen = in_child(work)
     check_child_pipeline(seen)
     api.report_status("held-run", "succeeded")
