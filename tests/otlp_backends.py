@@ -268,22 +268,31 @@ class Stored:
 def fetch_stored(run: OtlpRun, backends: Backends) -> Stored:
     """Wait until the backends hold everything the run emitted, check that they hold it
     unchanged, and return it for the caller's own checks."""
-    emitted = {
-        console_id_hex(span["context"]["span_id"]): span for span in console_spans(run.documents)
-    }
-    assert emitted, "the run emitted no spans"
-    spans = poll(
-        lambda: backends.spans(run.service),
-        lambda stored: len(stored) >= len(emitted),
-        f"Phoenix does not hold the {len(emitted)} spans of {run.service}",
-    )
-    assert sorted(span["context"]["span_id"] for span in spans) == sorted(emitted)
-    for span in spans:
-        assert_same_span(span, emitted[span["context"]["span_id"]])
+    spans = fetch_spans(backends, run.service, run.documents)
     stored = Stored(run=run, backends=backends, spans=spans)
     for metric in emitted_metrics(run.documents):
         assert_same_metric(stored, metric)
     return stored
+
+
+def fetch_spans(
+    backends: Backends, project: str, documents: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Wait until Phoenix's ``project`` holds every span the console ``documents`` hold (of
+    one process or several), check that it holds them unchanged, and return them."""
+    emitted = {
+        console_id_hex(span["context"]["span_id"]): span for span in console_spans(documents)
+    }
+    assert emitted, "the run emitted no spans"
+    spans = poll(
+        lambda: backends.spans(project),
+        lambda stored: len(stored) >= len(emitted),
+        f"Phoenix does not hold the {len(emitted)} spans of {project}",
+    )
+    assert sorted(span["context"]["span_id"] for span in spans) == sorted(emitted)
+    for span in spans:
+        assert_same_span(span, emitted[span["context"]["span_id"]])
+    return spans
 
 
 def console_id_hex(console_id: str | None) -> str | None:

@@ -31,9 +31,9 @@ from otlp_backends import (
     OtlpRun,
     Stored,
     assert_same_metric,
-    assert_same_span,
     console_id_hex,
     emitted_metrics,
+    fetch_spans,
     poll,
     run_exporting,
 )
@@ -165,18 +165,11 @@ def _statuses(span: dict[str, Any]) -> list[str]:
 
 def test_one_trace_from_the_client_through_the_pool_processes(celery_run, otlp_backends):
     assert celery_run.client.output == CLIENT_PRINTS
+    documents = celery_run.client.documents + celery_run.worker.documents
     emitted = {
-        console_id_hex(span["context"]["span_id"]): span
-        for span in console_spans(celery_run.client.documents + celery_run.worker.documents)
+        console_id_hex(span["context"]["span_id"]): span for span in console_spans(documents)
     }
-    spans = poll(
-        lambda: otlp_backends.spans(celery_run.project),
-        lambda stored: len(stored) >= len(emitted),
-        f"Phoenix does not hold the {len(emitted)} spans of {celery_run.project}",
-    )
-    assert sorted(span["context"]["span_id"] for span in spans) == sorted(emitted)
-    for span in spans:
-        assert_same_span(span, emitted[span["context"]["span_id"]])
+    spans = fetch_spans(otlp_backends, celery_run.project, documents)
     stored = Stored(run=celery_run.client, backends=otlp_backends, spans=spans)
 
     (client,) = stored.named("nightly close")
